@@ -94,9 +94,7 @@ impl CsrfState {
     /// Fails only when `rng` fails; no partial state is returned then. The
     /// raw random bytes are zeroized before returning.
     pub fn generate(rng: &mut impl SecureRandom) -> Result<Self, RandomError> {
-        Ok(Self {
-            text: random_b64(rng)?,
-        })
+        Ok(Self { text: random_b64(rng)? })
     }
 
     /// Reads a state back from the session value.
@@ -285,10 +283,7 @@ mod tests {
     #[test]
     fn alphabet_is_exactly_base64url() {
         let accepted: alloc::vec::Vec<u8> = (0..=255u8).filter(|&b| is_b64url(b)).collect();
-        assert_eq!(
-            accepted,
-            b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
-        );
+        assert_eq!(accepted, b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz");
     }
 
     #[test]

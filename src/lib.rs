@@ -83,9 +83,11 @@ extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+pub mod audit;
 mod b64;
 pub mod csrf;
 pub mod keys;
+pub mod live;
 pub mod origin;
 pub mod random;
 pub mod session;
@@ -93,7 +95,7 @@ pub mod socket_id;
 pub mod time;
 pub mod token;
 
-pub use random::SecureRandom;
 #[cfg(feature = "std")]
 pub use random::OsRandom;
+pub use random::SecureRandom;
 pub use time::{MaxAge, Timestamp};

@@ -40,8 +40,9 @@
 //! - anything else that is not a serialized origin: [`OriginRejection::Malformed`].
 //!   That covers the empty string, non-URLs, a path (even a lone trailing
 //!   `/`), a query, a fragment, credentials, an explicit default port
-//!   (`https://a.com:443`), Unicode or percent-encoded hosts, whitespace, a
-//!   `*` in the host, and headers longer than 2048 bytes.
+//!   (`https://a.com:443`), hosts not in canonical form (Unicode,
+//!   percent-encoded, `[0:0::1]`, `0x7f.1`), whitespace, a `*` in the host,
+//!   and headers longer than 2048 bytes.
 //!
 //! # Differences from Phoenix
 //!
@@ -112,17 +113,26 @@ impl Origin {
             Some(host) if !host.is_empty() => host,
             _ => return Err(OriginRejection::Opaque),
         };
-        // The header must be what the url crate serializes back (which drops
-        // a default port, normalizes the host and adds `/` as the path of
-        // special schemes), minus that path. This refuses whitespace, paths,
-        // queries, fragments, credentials and non-canonical hosts in one
-        // comparison, without parsing anything by hand.
-        let canonical = if url.path() == "/" {
-            url.as_str().strip_suffix('/').unwrap_or(url.as_str())
-        } else {
-            url.as_str()
-        };
-        if !header.eq_ignore_ascii_case(canonical) || host.contains('*') {
+        // Nothing but scheme, host and port: no credentials, no path (the
+        // url crate reports `/` for the empty path of http(s), and an empty
+        // path for other schemes), no query, no fragment.
+        if !url.username().is_empty()
+            || url.password().is_some()
+            || !matches!(url.path(), "" | "/")
+            || url.query().is_some()
+            || url.fragment().is_some()
+            || host.contains('*')
+        {
+            return Err(OriginRejection::Malformed);
+        }
+        // And written exactly as the url crate serializes it back (which
+        // drops a default port, normalizes the host and adds the `/` path of
+        // http(s)): this refuses a trailing `/`, whitespace, an explicit
+        // default port and non-canonical hosts without parsing anything by
+        // hand.
+        let serialized = url.as_str();
+        let canonical = if url.path() == "/" { serialized.strip_suffix('/').unwrap_or(serialized) } else { serialized };
+        if !header.eq_ignore_ascii_case(canonical) {
             return Err(OriginRejection::Malformed);
         }
         Ok(Self {
@@ -226,12 +236,8 @@ pub enum OriginConfigError {
 impl fmt::Display for OriginConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::NoHost => {
-                "invalid origin: not a URL with a host (write a bare host as \"//example.com\")"
-            }
-            Self::NotAnOrigin => {
-                "invalid origin: an origin has no credentials, path, query or fragment"
-            }
+            Self::NoHost => "invalid origin: not a URL with a host (write a bare host as \"//example.com\")",
+            Self::NotAnOrigin => "invalid origin: an origin has no credentials, path, query or fragment",
             Self::BadWildcard => {
                 "invalid origin: a wildcard is only allowed in an allow list, as a leading \"*.\" before a host"
             }
@@ -290,8 +296,7 @@ impl HostPattern {
                         .checked_sub(apex.len())
                         .and_then(|split| host.get(..split).zip(host.get(split..)))
                         .is_some_and(|(sub, tail)| {
-                            tail.eq_ignore_ascii_case(apex)
-                                && sub.strip_suffix('.').is_some_and(|sub| !sub.is_empty())
+                            tail.eq_ignore_ascii_case(apex) && sub.strip_suffix('.').is_some_and(|sub| !sub.is_empty())
                         })
             }
         }
@@ -325,18 +330,10 @@ fn parse_entry(entry: &str) -> Result<Entry, OriginConfigError> {
         // port, so the explicit port is whichever of the two reports one.
         let (http, host) = parse_with_host(&["http:", entry].concat())?;
         let (https, _) = parse_with_host(&["https:", entry].concat())?;
-        Ok(Entry {
-            scheme: None,
-            host,
-            port: http.port().or(https.port()),
-        })
+        Ok(Entry { scheme: None, host, port: http.port().or(https.port()) })
     } else {
         let (url, host) = parse_with_host(entry)?;
-        Ok(Entry {
-            scheme: Some(url.scheme().to_ascii_lowercase()),
-            host,
-            port: url.port_or_known_default(),
-        })
+        Ok(Entry { scheme: Some(url.scheme().to_ascii_lowercase()), host, port: url.port_or_known_default() })
     }
 }
 
@@ -373,10 +370,7 @@ fn host_pattern(host: String) -> Result<HostPattern, OriginConfigError> {
 
 impl OriginPolicy {
     const fn new(kind: Kind) -> Self {
-        Self {
-            kind,
-            refuse_missing: false,
-        }
+        Self { kind, refuse_missing: false }
     }
 
     /// No Origin check at all (Phoenix `check_origin: false`): every request
@@ -446,11 +440,7 @@ impl OriginPolicy {
             .into_iter()
             .map(|entry| {
                 let Entry { scheme, host, port } = parse_entry(entry.as_ref())?;
-                Ok(Allowed {
-                    scheme,
-                    host: host_pattern(host)?,
-                    port,
-                })
+                Ok(Allowed { scheme, host: host_pattern(host)?, port })
             })
             .collect::<Result<Vec<_>, OriginConfigError>>()?;
         if allowed.is_empty() {
@@ -522,20 +512,12 @@ impl OriginPolicy {
     /// [`Malformed`](OriginRejection::Malformed) when [`Origin::parse`]
     /// fails, and [`NotAllowed`](OriginRejection::NotAllowed) when the
     /// policy does not match the parsed origin.
-    pub fn check(
-        &self,
-        origin: Option<&str>,
-        request: &RequestTarget<'_>,
-    ) -> Result<(), OriginRejection> {
+    pub fn check(&self, origin: Option<&str>, request: &RequestTarget<'_>) -> Result<(), OriginRejection> {
         if self.is_off() {
             return Ok(());
         }
         let Some(header) = origin else {
-            return if self.refuse_missing {
-                Err(OriginRejection::Missing)
-            } else {
-                Ok(())
-            };
+            return if self.refuse_missing { Err(OriginRejection::Missing) } else { Ok(()) };
         };
         let origin = Origin::parse(header)?;
         let allowed = match &self.kind {
@@ -549,11 +531,7 @@ impl OriginPolicy {
             }
             Kind::Custom(predicate) => predicate(&origin),
         };
-        if allowed {
-            Ok(())
-        } else {
-            Err(OriginRejection::NotAllowed)
-        }
+        if allowed { Ok(()) } else { Err(OriginRejection::NotAllowed) }
     }
 }
 
@@ -571,10 +549,7 @@ impl fmt::Debug for Kind {
 
 impl fmt::Debug for OriginPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OriginPolicy")
-            .field("kind", &self.kind)
-            .field("refuse_missing", &self.refuse_missing)
-            .finish()
+        f.debug_struct("OriginPolicy").field("kind", &self.kind).field("refuse_missing", &self.refuse_missing).finish()
     }
 }
 
@@ -585,11 +560,7 @@ mod tests {
     use alloc::string::ToString;
 
     fn entry(scheme: Option<&str>, host: &str, port: Option<u16>) -> Entry {
-        Entry {
-            scheme: scheme.map(String::from),
-            host: String::from(host),
-            port,
-        }
+        Entry { scheme: scheme.map(String::from), host: String::from(host), port }
     }
 
     #[test]
@@ -601,30 +572,15 @@ mod tests {
         assert_eq!(parse_entry("//a.com:80"), Ok(entry(None, "a.com", Some(80))));
         assert_eq!(parse_entry("//a.com:443"), Ok(entry(None, "a.com", Some(443))));
         assert_eq!(parse_entry("//A.COM"), Ok(entry(None, "a.com", None)));
-        assert_eq!(
-            parse_entry("//[::1]:4000"),
-            Ok(entry(None, "[::1]", Some(4000)))
-        );
+        assert_eq!(parse_entry("//[::1]:4000"), Ok(entry(None, "[::1]", Some(4000))));
     }
 
     #[test]
     fn schemed_entries_get_the_default_port() {
-        assert_eq!(
-            parse_entry("http://a.com"),
-            Ok(entry(Some("http"), "a.com", Some(80)))
-        );
-        assert_eq!(
-            parse_entry("HTTPS://A.com:8443/"),
-            Ok(entry(Some("https"), "a.com", Some(8443)))
-        );
-        assert_eq!(
-            parse_entry("capacitor://LocalHost"),
-            Ok(entry(Some("capacitor"), "localhost", None))
-        );
-        assert_eq!(
-            parse_entry("https://bücher.de"),
-            Ok(entry(Some("https"), "xn--bcher-kva.de", Some(443)))
-        );
+        assert_eq!(parse_entry("http://a.com"), Ok(entry(Some("http"), "a.com", Some(80))));
+        assert_eq!(parse_entry("HTTPS://A.com:8443/"), Ok(entry(Some("https"), "a.com", Some(8443))));
+        assert_eq!(parse_entry("capacitor://LocalHost"), Ok(entry(Some("capacitor"), "localhost", None)));
+        assert_eq!(parse_entry("https://bücher.de"), Ok(entry(Some("https"), "xn--bcher-kva.de", Some(443))));
     }
 
     #[test]
@@ -639,20 +595,10 @@ mod tests {
 
     #[test]
     fn wildcards_split_into_an_apex() {
-        assert_eq!(
-            host_pattern("*.a.com".to_string()),
-            Ok(HostPattern::Subdomains("a.com".to_string()))
-        );
-        assert_eq!(
-            host_pattern("a.com".to_string()),
-            Ok(HostPattern::Exact("a.com".to_string()))
-        );
+        assert_eq!(host_pattern("*.a.com".to_string()), Ok(HostPattern::Subdomains("a.com".to_string())));
+        assert_eq!(host_pattern("a.com".to_string()), Ok(HostPattern::Exact("a.com".to_string())));
         for bad in ["*", "*.", "*a.com", "a.*.com", "*.*.a.com", "*..a.com", "a.com*"] {
-            assert_eq!(
-                host_pattern(bad.to_string()),
-                Err(OriginConfigError::BadWildcard),
-                "{bad:?}"
-            );
+            assert_eq!(host_pattern(bad.to_string()), Err(OriginConfigError::BadWildcard), "{bad:?}");
         }
     }
 

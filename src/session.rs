@@ -112,6 +112,23 @@ impl Session {
         self.entries.keys().map(String::as_str)
     }
 
+    /// Copies every entry of `other` over this session (its keys win).
+    pub fn extend_from(&mut self, other: &Session) {
+        for (key, value) in &other.entries {
+            if let Some(mut old) = self.entries.insert(key.clone(), value.clone()) {
+                old.zeroize();
+            }
+        }
+    }
+
+    pub(crate) fn entries(&self) -> &BTreeMap<String, Vec<u8>> {
+        &self.entries
+    }
+
+    pub(crate) fn from_entries(entries: BTreeMap<String, Vec<u8>>) -> Self {
+        Self { entries }
+    }
+
     /// The session's [`LiveSocketId`], if it holds a valid one.
     pub fn live_socket_id(&self) -> Option<LiveSocketId> {
         self.get(LIVE_SOCKET_ID).ok().flatten()
@@ -334,12 +351,7 @@ impl SessionCookie {
         for (index, codec) in core::iter::once(&self.primary).chain(&self.rotating).enumerate() {
             match self.decode_with(codec, value, now) {
                 Ok((key_id, session)) => {
-                    return DecodedSession {
-                        session,
-                        key_id: Some(key_id),
-                        rejection: None,
-                        needs_rewrite: index > 0,
-                    };
+                    return DecodedSession { session, key_id: Some(key_id), rejection: None, needs_rewrite: index > 0 };
                 }
                 Err(rejection) => {
                     first_rejection.get_or_insert(rejection);

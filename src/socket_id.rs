@@ -62,14 +62,8 @@ impl fmt::Display for LiveSocketIdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Empty => f.write_str("the live_socket_id is empty"),
-            Self::TooLong => write!(
-                f,
-                "the live_socket_id is longer than {} bytes",
-                LiveSocketId::MAX_LEN
-            ),
-            Self::ControlCharacter => {
-                f.write_str("the live_socket_id contains a control character")
-            }
+            Self::TooLong => write!(f, "the live_socket_id is longer than {} bytes", LiveSocketId::MAX_LEN),
+            Self::ControlCharacter => f.write_str("the live_socket_id contains a control character"),
         }
     }
 }
@@ -99,15 +93,11 @@ pub enum SubjectTokenError {
 impl fmt::Display for SubjectTokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::InvalidCharacter => {
-                f.write_str("the subject token contains a character outside [A-Za-z0-9_-]")
+            Self::InvalidCharacter => f.write_str("the subject token contains a character outside [A-Za-z0-9_-]"),
+            Self::InvalidEscape => {
+                f.write_str("the subject token contains `_` not followed by two uppercase hex digits")
             }
-            Self::InvalidEscape => f.write_str(
-                "the subject token contains `_` not followed by two uppercase hex digits",
-            ),
-            Self::NonCanonicalEscape => {
-                f.write_str("the subject token escapes a byte that is written as itself")
-            }
+            Self::NonCanonicalEscape => f.write_str("the subject token escapes a byte that is written as itself"),
             Self::InvalidUtf8 => f.write_str("the subject token does not decode to UTF-8"),
             Self::InvalidId(e) => write!(f, "the subject token decodes to an invalid id: {e}"),
         }
@@ -232,10 +222,7 @@ impl LiveSocketId {
     /// The length in bytes of [`Self::subject_token`].
     #[must_use]
     pub fn subject_token_len(&self) -> usize {
-        self.0
-            .bytes()
-            .map(|b| if passes_through(b) { 1 } else { 3 })
-            .sum()
+        self.0.bytes().map(|b| if passes_through(b) { 1 } else { 3 }).sum()
     }
 
     /// Decodes a subject token written by [`Self::subject_token`].

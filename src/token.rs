@@ -315,11 +315,7 @@ impl Codec {
     }
 
     /// Checks `token` and returns the key id and the authenticated payload.
-    pub(crate) fn open(
-        &self,
-        token: Option<&str>,
-        max_len: usize,
-    ) -> Result<(KeyId, Zeroizing<Vec<u8>>), Rejection> {
+    pub(crate) fn open(&self, token: Option<&str>, max_len: usize) -> Result<(KeyId, Zeroizing<Vec<u8>>), Rejection> {
         let token = token.ok_or(Rejection::Missing)?;
         if token.is_empty() {
             return Err(Rejection::Empty);
@@ -329,11 +325,7 @@ impl Codec {
         }
         let (header, rest) = token.split_once('.').ok_or(Rejection::Malformed)?;
         if header != self.header() {
-            return Err(if is_versioned_header(header) {
-                Rejection::UnsupportedVersion
-            } else {
-                Rejection::Malformed
-            });
+            return Err(if is_versioned_header(header) { Rejection::UnsupportedVersion } else { Rejection::Malformed });
         }
         let (kid_text, body) = rest.split_once('.').ok_or(Rejection::Malformed)?;
         let key_id = parse_key_id(kid_text).ok_or(Rejection::Malformed)?;

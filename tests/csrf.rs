@@ -178,14 +178,8 @@ fn state_text_itself_is_not_a_token() {
 #[test]
 fn every_single_character_change_is_refused() {
     for (state, token) in [
-        (
-            CsrfState::from_session(KAT_STATE).unwrap(),
-            KAT_TOKEN_1.to_owned(),
-        ),
-        (
-            CsrfState::from_session(KAT_STATE_FF).unwrap(),
-            KAT_TOKEN_FF.to_owned(),
-        ),
+        (CsrfState::from_session(KAT_STATE).unwrap(), KAT_TOKEN_1.to_owned()),
+        (CsrfState::from_session(KAT_STATE_FF).unwrap(), KAT_TOKEN_FF.to_owned()),
         {
             let s = os_state();
             let t = os_token(&s).into_string();
@@ -203,10 +197,7 @@ fn every_single_character_change_is_refused() {
                 let mut changed = bytes.to_vec();
                 changed[pos] = c;
                 let changed = String::from_utf8(changed).unwrap();
-                assert!(
-                    !state.verify(&changed),
-                    "accepted {changed:?} (position {pos})"
-                );
+                assert!(!state.verify(&changed), "accepted {changed:?} (position {pos})");
                 tried += 1;
             }
         }
@@ -255,19 +246,12 @@ fn invalid_shapes_are_refused() {
     ];
     for case in &cases {
         assert!(!state.verify(case), "accepted {case:?}");
-        assert!(
-            !verify_request(Some(KAT_STATE), Some(case)),
-            "accepted {case:?}"
-        );
+        assert!(!verify_request(Some(KAT_STATE), Some(case)), "accepted {case:?}");
     }
     // The standard-alphabet form of a token that has '-' and '_'.
     let standard = KAT_TOKEN_FF.replace('-', "+").replace('_', "/");
     assert_ne!(standard, KAT_TOKEN_FF);
-    assert!(
-        !CsrfState::from_session(KAT_STATE_FF)
-            .unwrap()
-            .verify(&standard)
-    );
+    assert!(!CsrfState::from_session(KAT_STATE_FF).unwrap().verify(&standard));
 }
 
 /// Tokens whose first half is base64url of `state XOR mask` for a mask that
@@ -356,10 +340,7 @@ fn state_debug_hides_the_value() {
 
 #[test]
 fn token_display_and_debug_show_the_token() {
-    let token = CsrfState::from_session(KAT_STATE)
-        .unwrap()
-        .mask(&mut Counter(18))
-        .unwrap();
+    let token = CsrfState::from_session(KAT_STATE).unwrap().mask(&mut Counter(18)).unwrap();
     assert_eq!(token.to_string(), KAT_TOKEN_1);
     assert!(format!("{token:?}").contains(KAT_TOKEN_1));
     assert_eq!(token.clone().into_string(), KAT_TOKEN_1);
@@ -383,11 +364,7 @@ fn state_clone_and_equality() {
 fn model_token(state_raw: &[u8; 18], mask_raw: &[u8; 18]) -> (String, String) {
     let state = URL_SAFE_NO_PAD.encode(state_raw);
     let mask = URL_SAFE_NO_PAD.encode(mask_raw);
-    let xored: Vec<u8> = state
-        .bytes()
-        .zip(mask.bytes())
-        .map(|(s, m)| s ^ m)
-        .collect();
+    let xored: Vec<u8> = state.bytes().zip(mask.bytes()).map(|(s, m)| s ^ m).collect();
     let token = URL_SAFE_NO_PAD.encode(xored) + &mask;
     (state, token)
 }

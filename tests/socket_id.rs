@@ -19,16 +19,9 @@ fn id(s: &str) -> LiveSocketId {
 /// The properties every token must have, whatever the id.
 fn assert_safe_token(token: &str) {
     assert!(!token.is_empty(), "empty token");
-    assert!(
-        token.len() <= LiveSocketId::MAX_SUBJECT_TOKEN_LEN,
-        "token of {} bytes",
-        token.len()
-    );
+    assert!(token.len() <= LiveSocketId::MAX_SUBJECT_TOKEN_LEN, "token of {} bytes", token.len());
     for c in token.chars() {
-        assert!(
-            c.is_ascii_alphanumeric() || c == '_' || c == '-',
-            "{c:?} in token {token:?}"
-        );
+        assert!(c.is_ascii_alphanumeric() || c == '_' || c == '-', "{c:?} in token {token:?}");
         assert!(!matches!(c, '.' | '*' | '>'), "{c:?} in token {token:?}");
         assert!(!c.is_whitespace(), "whitespace in token {token:?}");
         assert!(!c.is_control(), "control character in token {token:?}");
@@ -76,31 +69,15 @@ fn hostile_but_valid_ids_are_accepted_and_escaped() {
 
 #[test]
 fn control_characters_are_refused() {
-    for s in [
-        "a\tb",
-        "a\nb",
-        "\r",
-        "\0",
-        "a\u{7f}",
-        "a\u{85}b",
-        "\u{9f}",
-        "\u{1b}[31m",
-    ] {
-        assert_eq!(
-            LiveSocketId::new(s),
-            Err(LiveSocketIdError::ControlCharacter),
-            "{s:?}"
-        );
+    for s in ["a\tb", "a\nb", "\r", "\0", "a\u{7f}", "a\u{85}b", "\u{9f}", "\u{1b}[31m"] {
+        assert_eq!(LiveSocketId::new(s), Err(LiveSocketIdError::ControlCharacter), "{s:?}");
     }
 }
 
 #[test]
 fn empty_id_is_refused() {
     assert_eq!(LiveSocketId::new(""), Err(LiveSocketIdError::Empty));
-    assert_eq!(
-        LiveSocketId::new(String::new()),
-        Err(LiveSocketIdError::Empty)
-    );
+    assert_eq!(LiveSocketId::new(String::new()), Err(LiveSocketIdError::Empty));
 }
 
 #[test]
@@ -110,20 +87,11 @@ fn length_is_bounded_in_bytes() {
 
     let at_limit = "a".repeat(MAX);
     assert_eq!(check_accepted(&at_limit), at_limit);
-    assert_eq!(
-        LiveSocketId::new("a".repeat(MAX + 1)),
-        Err(LiveSocketIdError::TooLong)
-    );
-    assert_eq!(
-        LiveSocketId::new("x".repeat(10 * 1024)),
-        Err(LiveSocketIdError::TooLong)
-    );
+    assert_eq!(LiveSocketId::new("a".repeat(MAX + 1)), Err(LiveSocketIdError::TooLong));
+    assert_eq!(LiveSocketId::new("x".repeat(10 * 1024)), Err(LiveSocketIdError::TooLong));
     // Length is checked before content: an oversized id of control
     // characters reports TooLong.
-    assert_eq!(
-        LiveSocketId::new("\0".repeat(MAX + 1)),
-        Err(LiveSocketIdError::TooLong)
-    );
+    assert_eq!(LiveSocketId::new("\0".repeat(MAX + 1)), Err(LiveSocketIdError::TooLong));
 
     // A two-byte character ending exactly at the limit, then straddling it.
     let ends_at_limit = format!("{}ü", "a".repeat(MAX - 2));
@@ -131,16 +99,10 @@ fn length_is_bounded_in_bytes() {
     check_accepted(&ends_at_limit);
     let straddles = format!("{}ü", "a".repeat(MAX - 1));
     assert_eq!(straddles.len(), MAX + 1);
-    assert_eq!(
-        LiveSocketId::new(straddles),
-        Err(LiveSocketIdError::TooLong)
-    );
+    assert_eq!(LiveSocketId::new(straddles), Err(LiveSocketIdError::TooLong));
     // A four-byte character straddling the limit.
     let straddles = format!("{}🦀", "a".repeat(MAX - 2));
-    assert_eq!(
-        LiveSocketId::new(straddles),
-        Err(LiveSocketIdError::TooLong)
-    );
+    assert_eq!(LiveSocketId::new(straddles), Err(LiveSocketIdError::TooLong));
 }
 
 #[test]
@@ -175,16 +137,9 @@ fn debug_and_display_show_the_id() {
 
 #[test]
 fn errors_display_something_useful() {
-    assert_eq!(
-        LiveSocketIdError::TooLong.to_string(),
-        "the live_socket_id is longer than 256 bytes"
-    );
+    assert_eq!(LiveSocketIdError::TooLong.to_string(), "the live_socket_id is longer than 256 bytes");
     assert!(LiveSocketIdError::Empty.to_string().contains("empty"));
-    assert!(
-        LiveSocketIdError::ControlCharacter
-            .to_string()
-            .contains("control character")
-    );
+    assert!(LiveSocketIdError::ControlCharacter.to_string().contains("control character"));
     let e = SubjectTokenError::InvalidId(LiveSocketIdError::Empty);
     assert!(e.to_string().contains("empty"));
     let source = std::error::Error::source(&e).map(ToString::to_string);
@@ -199,14 +154,8 @@ fn phx_gen_auth_style_id() {
     // "users_sessions:" <> Base.url_encode64(<32 random bytes>), padded.
     let s = "users_sessions:3q2-7_7K-r7erb6vrO_e3q2-7_7K-r7erb6vrO_e3q0=";
     let token = check_accepted(s);
-    assert_eq!(
-        token,
-        "users_5Fsessions_3A3q2-7_5F7K-r7erb6vrO_5Fe3q2-7_5F7K-r7erb6vrO_5Fe3q0_3D"
-    );
-    assert_eq!(
-        subject("liveguard", &id(s)),
-        format!("liveguard.socket.{token}")
-    );
+    assert_eq!(token, "users_5Fsessions_3A3q2-7_5F7K-r7erb6vrO_5Fe3q2-7_5F7K-r7erb6vrO_5Fe3q0_3D");
+    assert_eq!(subject("liveguard", &id(s)), format!("liveguard.socket.{token}"));
 
     // Ids built exactly as phx.gen.auth does, from 32-byte session tokens.
     use base64::Engine as _;
@@ -323,11 +272,7 @@ fn non_canonical_and_malformed_tokens_are_refused() {
         ("_C2_85", InvalidId(LiveSocketIdError::ControlCharacter)),
     ];
     for (token, expected) in cases {
-        assert_eq!(
-            LiveSocketId::from_subject_token(token),
-            Err(*expected),
-            "{token:?}"
-        );
+        assert_eq!(LiveSocketId::from_subject_token(token), Err(*expected), "{token:?}");
     }
 }
 
@@ -350,16 +295,10 @@ fn oversized_tokens_are_refused() {
     // A token whose length is within the token bound but whose id is not.
     let mixed = format!("{}{}", "_2E".repeat(MAX), "a");
     assert_eq!(mixed.len(), LiveSocketId::MAX_SUBJECT_TOKEN_LEN + 1);
-    assert_eq!(
-        LiveSocketId::from_subject_token(&mixed),
-        Err(SubjectTokenError::InvalidId(LiveSocketIdError::TooLong))
-    );
+    assert_eq!(LiveSocketId::from_subject_token(&mixed), Err(SubjectTokenError::InvalidId(LiveSocketIdError::TooLong)));
     let mixed = format!("{}{}", "_2E".repeat(MAX - 1), "ab");
     assert!(mixed.len() <= LiveSocketId::MAX_SUBJECT_TOKEN_LEN);
-    assert_eq!(
-        LiveSocketId::from_subject_token(&mixed),
-        Err(SubjectTokenError::InvalidId(LiveSocketIdError::TooLong))
-    );
+    assert_eq!(LiveSocketId::from_subject_token(&mixed), Err(SubjectTokenError::InvalidId(LiveSocketIdError::TooLong)));
 }
 
 // ----- serde -----
@@ -379,25 +318,10 @@ fn serde_round_trip() -> Result<(), serde_json::Error> {
 #[test]
 fn serde_revalidates() {
     let too_long = serde_json::to_string(&"a".repeat(MAX + 1)).unwrap_or_default();
-    for json in [
-        r#""""#,
-        r#""a\nb""#,
-        r#""\u0000""#,
-        r#""a\u007f""#,
-        too_long.as_str(),
-        "42",
-        "null",
-        r#"["a"]"#,
-    ] {
-        assert!(
-            serde_json::from_str::<LiveSocketId>(json).is_err(),
-            "{json} was accepted"
-        );
+    for json in [r#""""#, r#""a\nb""#, r#""\u0000""#, r#""a\u007f""#, too_long.as_str(), "42", "null", r#"["a"]"#] {
+        assert!(serde_json::from_str::<LiveSocketId>(json).is_err(), "{json} was accepted");
     }
-    let err = serde_json::from_str::<LiveSocketId>(r#""""#)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let err = serde_json::from_str::<LiveSocketId>(r#""""#).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("empty"), "{err}");
     // Inside a struct, as a session would hold it.
     #[derive(serde::Deserialize)]

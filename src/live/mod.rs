@@ -1,0 +1,44 @@
+//! The live security core: `live_session` boundaries, `on_mount` hooks,
+//! typed assigns with `assign_new`, the mount pipeline of both phases, join
+//! tokens and event authorization.
+//!
+//! Runtime-agnostic: hooks, views and policies return boxed
+//! `core::future::Future`s, time and randomness are parameters, nothing
+//! spawns. The WebSocket and HTTP adapters drive [`LiveApp`].
+//!
+//! - [`LiveApp::http_mount`] is the HTTP phase: resolve the route, run the
+//!   `live_session`'s `on_mount` hooks and the view's mount, sign the join
+//!   token (bound to the cookie session) and the static token.
+//! - [`LiveApp::join`] is the connected phase, LiveView's join algorithm:
+//!   verify the tokens and their binding, keep live navigation inside one
+//!   `live_session`, run every hook and the mount again.
+//! - [`LiveApp::handle_event`] refuses undeclared events and those their
+//!   policy denies before any application code runs.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+
+mod app;
+mod assigns;
+mod hook;
+mod join_token;
+mod router;
+mod socket;
+mod view;
+
+pub use app::{
+    EventLimits, EventOutcome, EventRefusal, HttpOutcome, HttpRequest, JoinError, JoinRequest, Joined, LiveApp, Page,
+    PipelineError,
+};
+pub use assigns::{AssignKey, Assigns};
+pub use hook::{BoxFuture, EventFlow, EventHook, Flow, OnMount};
+pub use join_token::JOIN_TOKEN_VERSION;
+pub use router::{
+    DEFAULT_SESSION, LiveRouter, LiveSessionBuilder, RequestInfo, RouterBuilder, RouterError, RouterErrorKind,
+};
+pub use socket::{DuplicateHook, Redirect, Socket};
+pub use view::{AllowAll, Decision, EventReply, Events, Handler, LiveView, MountError, Policy, RequireAssign};
+
+/// Route and query parameters: path parameters win over query parameters of
+/// the same name.
+pub type Params = BTreeMap<String, String>;
