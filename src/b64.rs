@@ -13,6 +13,12 @@ pub(crate) fn encode_into(bytes: &[u8], out: &mut String) {
     URL_SAFE_NO_PAD.encode_string(bytes, out);
 }
 
+/// Encodes `bytes` into `out`, returning the number of bytes written, or
+/// `None` when `out` is too small.
+pub(crate) fn encode_slice(bytes: &[u8], out: &mut [u8]) -> Option<usize> {
+    URL_SAFE_NO_PAD.encode_slice(bytes, out).ok()
+}
+
 /// Decodes unpadded base64url, or `None` for anything else.
 pub(crate) fn decode(text: &[u8]) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text).ok()

@@ -225,6 +225,11 @@ impl DerivedKeys {
         self.get(self.primary).ok().map(|key| (self.primary, key))
     }
 
+    /// Every key with its id.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (KeyId, &DerivedKey)> {
+        self.keys.iter().map(|(id, key)| (*id, key))
+    }
+
     /// The key for `id`. Rings hold a handful of keys, so a scan beats a map.
     pub(crate) fn get(&self, id: KeyId) -> Result<&DerivedKey, KeyLookup> {
         match self.keys.iter().find(|(kid, _)| *kid == id) {

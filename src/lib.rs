@@ -15,7 +15,11 @@
 //! - [`csrf`]: Phoenix-compatible masked CSRF tokens;
 //! - [`origin`]: the `Origin` policy for WebSocket upgrades;
 //! - [`socket_id`]: the `live_socket_id` every live connection registers
-//!   under, and its mapping onto a NATS subject token.
+//!   under, and its mapping onto a NATS subject token;
+//! - [`live`]: `live_session` boundaries, `on_mount` hooks, typed assigns
+//!   with `assign_new`, the mount pipeline of both phases, join tokens bound
+//!   to the cookie session, and deny-by-default event authorization;
+//! - [`audit`]: a structured record of every security decision.
 //!
 //! ## Design
 //!
@@ -68,7 +72,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `std` | yes | [`Timestamp::now`], [`OsRandom`], `Cookie`/`Set-Cookie` headers ([`session::header`]) |
+//! | `std` | yes | [`Timestamp::now`], [`OsRandom`], `Cookie`/`Set-Cookie` headers ([`session::SessionCookie::set_cookie_header`]), the `tracing` audit sink ([`audit::TracingSink`]) |
 //!
 //! Without default features the crate is `no_std` + `alloc`.
 

@@ -13,6 +13,10 @@
 //! the audit log. Read-only rotating options (older salts, an older key ring,
 //! or the signed form while moving to encryption) are tried after the
 //! primary; writing always uses the primary.
+//!
+//! Name the cookie with the `__Host-` prefix (and keep `Secure`, `Path=/`,
+//! no `Domain`) where you can: browsers then refuse cookies of that name set
+//! by sibling subdomains, so nobody can plant a session of their own.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -205,8 +209,9 @@ pub struct DecodedSession {
     pub key_id: Option<KeyId>,
     /// Why a cookie that was present was refused (for the audit log).
     pub rejection: Option<Rejection>,
-    /// The cookie was read with a rotating option: write it again so it
-    /// moves to the primary keys.
+    /// The cookie was read with a rotating option or an older key of the
+    /// ring: write it again so it moves to the primary keys before the old
+    /// ones are retired.
     pub needs_rewrite: bool,
 }
 
@@ -351,7 +356,8 @@ impl SessionCookie {
         for (index, codec) in core::iter::once(&self.primary).chain(&self.rotating).enumerate() {
             match self.decode_with(codec, value, now) {
                 Ok((key_id, session)) => {
-                    return DecodedSession { session, key_id: Some(key_id), rejection: None, needs_rewrite: index > 0 };
+                    let needs_rewrite = index > 0 || self.primary.primary_id() != Some(key_id);
+                    return DecodedSession { session, key_id: Some(key_id), rejection: None, needs_rewrite };
                 }
                 Err(rejection) => {
                     first_rejection.get_or_insert(rejection);
@@ -362,10 +368,11 @@ impl SessionCookie {
     }
 
     fn decode_with(&self, codec: &Codec, value: &str, now: Timestamp) -> Result<(KeyId, Session), Rejection> {
-        let (key_id, payload) = codec.open(Some(value), MAX_COOKIE_LEN)?;
-        let verified =
-            token::decode_payload::<BTreeMap<String, Vec<u8>>>(&payload, key_id, now, None, self.clock_skew_ms)?;
-        Ok((key_id, Session { entries: verified.data }))
+        codec.open(Some(value), MAX_COOKIE_LEN, |key_id, payload| {
+            let verified =
+                token::decode_payload::<BTreeMap<String, Vec<u8>>>(payload, key_id, now, None, self.clock_skew_ms)?;
+            Ok((key_id, Session { entries: verified.data }))
+        })
     }
 }
 

@@ -14,7 +14,8 @@
 //!
 //! - **Signed** ([`SignedTokens`]): the tag is HMAC-SHA256, under the key
 //!   derived for the token's purpose, over a context (`"token:" + purpose`,
-//!   length-prefixed) followed by the token text up to the tag. It covers the
+//!   length-prefixed) followed by the token text before the `.` that precedes
+//!   the tag (`lg1s.<key id>.<payload>`). It covers the
 //!   version, the key id and the payload. Signed tokens are readable.
 //! - **Encrypted** ([`EncryptedTokens`]): XChaCha20-Poly1305 with a random
 //!   24-byte nonce; the associated data is the same context followed by the
@@ -35,16 +36,16 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use hmac::Mac;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use zeroize::Zeroizing;
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::b64;
-use crate::keys::{DerivedKey, DerivedKeys, KeyId, KeyLookup, KeyRing};
+use crate::keys::{DerivedKey, DerivedKeys, HmacSha256, KeyId, KeyLookup, KeyRing};
 use crate::random::SecureRandom;
 use crate::time::{MaxAge, Timestamp};
 
 const SIGNED_HEADER: &str = "lg1s";
 const SEALED_HEADER: &str = "lg1x";
-const TAG_LEN: usize = 32;
 const TAG_TEXT_LEN: usize = 43;
 const NONCE_LEN: usize = 24;
 const AEAD_TAG_LEN: usize = 16;
@@ -230,8 +231,11 @@ fn verify<T: DeserializeOwned>(
     now: Timestamp,
     max_age: Option<MaxAge>,
 ) -> Result<Verified<T>, VerifyError> {
-    let (key_id, payload) = codec.open(token, config.max_len)?;
-    decode_payload(&payload, key_id, now, max_age, config.clock_skew_ms).map_err(VerifyError::from)
+    codec
+        .open(token, config.max_len, |key_id, payload| {
+            decode_payload(payload, key_id, now, max_age, config.clock_skew_ms)
+        })
+        .map_err(VerifyError::from)
 }
 
 /// Whether a token is signed or encrypted.
@@ -247,6 +251,9 @@ pub(crate) enum Mode {
 pub(crate) struct Codec {
     keys: DerivedKeys,
     context: Vec<u8>,
+    /// Per key id, an HMAC state that has already absorbed the
+    /// length-prefixed context, so a verification starts from it.
+    macs: Vec<(KeyId, HmacSha256)>,
     mode: Mode,
 }
 
@@ -257,7 +264,28 @@ impl Codec {
 
     /// A codec whose tags also cover the concatenation of `context`.
     pub(crate) fn new(keys: DerivedKeys, context: &[&[u8]], mode: Mode) -> Self {
-        Self { keys, context: context.concat(), mode }
+        let context = context.concat();
+        let prefix = u32::try_from(context.len()).unwrap_or(u32::MAX).to_be_bytes();
+        let macs = keys
+            .iter()
+            .map(|(id, key)| {
+                let mut mac = key.mac();
+                mac.update(&prefix);
+                mac.update(&context);
+                (id, mac)
+            })
+            .collect();
+        Self { keys, context, macs, mode }
+    }
+
+    /// A MAC over the context for key `id`, ready for the token text.
+    fn mac(&self, id: KeyId) -> Option<HmacSha256> {
+        self.macs.iter().find(|(kid, _)| *kid == id).map(|(_, mac)| mac.clone())
+    }
+
+    /// The key id new tokens carry.
+    pub(crate) fn primary_id(&self) -> Option<KeyId> {
+        self.keys.primary().map(|(id, _)| id)
     }
 
     fn header(&self) -> &'static str {
@@ -287,9 +315,7 @@ impl Codec {
         match self.mode {
             Mode::Signed => {
                 b64::encode_into(payload, &mut out);
-                let mut mac = key.mac();
-                mac.update(&self.context_prefix());
-                mac.update(&self.context);
+                let mut mac = self.mac(key_id).ok_or(SignError::NoPrimaryKey)?;
                 mac.update(out.as_bytes());
                 out.push('.');
                 b64::encode_into(&mac.finalize().into_bytes(), &mut out);
@@ -314,8 +340,14 @@ impl Codec {
         Ok(out)
     }
 
-    /// Checks `token` and returns the key id and the authenticated payload.
-    pub(crate) fn open(&self, token: Option<&str>, max_len: usize) -> Result<(KeyId, Zeroizing<Vec<u8>>), Rejection> {
+    /// Checks `token` and hands the key id and the authenticated payload to
+    /// `decode`; the payload buffer is zeroized afterwards.
+    pub(crate) fn open<R>(
+        &self,
+        token: Option<&str>,
+        max_len: usize,
+        decode: impl FnOnce(KeyId, &[u8]) -> Result<R, Rejection>,
+    ) -> Result<R, Rejection> {
         let token = token.ok_or(Rejection::Missing)?;
         if token.is_empty() {
             return Err(Rejection::Empty);
@@ -325,7 +357,13 @@ impl Codec {
         }
         let (header, rest) = token.split_once('.').ok_or(Rejection::Malformed)?;
         if header != self.header() {
-            return Err(if is_versioned_header(header) { Rejection::UnsupportedVersion } else { Rejection::Malformed });
+            return Err(if header == SIGNED_HEADER || header == SEALED_HEADER {
+                Rejection::WrongKind
+            } else if is_versioned_header(header) {
+                Rejection::UnsupportedVersion
+            } else {
+                Rejection::Malformed
+            });
         }
         let (kid_text, body) = rest.split_once('.').ok_or(Rejection::Malformed)?;
         let key_id = parse_key_id(kid_text).ok_or(Rejection::Malformed)?;
@@ -333,24 +371,25 @@ impl Codec {
             KeyLookup::Unknown => Rejection::UnknownKey,
             KeyLookup::Retired => Rejection::RetiredKey,
         })?;
-        let payload = match self.mode {
+        match self.mode {
             Mode::Signed => {
                 let (payload_text, tag_text) = body.rsplit_once('.').ok_or(Rejection::Malformed)?;
                 if tag_text.len() != TAG_TEXT_LEN {
                     return Err(Rejection::BadSignature);
                 }
-                let mut tag = [0u8; TAG_LEN + 3];
-                if b64::decode_into(tag_text.as_bytes(), &mut tag) != Some(TAG_LEN) {
+                let signed_len = token.len() - tag_text.len() - 1;
+                let mut mac = self.mac(key_id).ok_or(Rejection::UnknownKey)?;
+                mac.update(token.as_bytes().get(..signed_len).ok_or(Rejection::Malformed)?);
+                // Compare texts: encoding our tag is cheaper than decoding
+                // theirs, and strict base64 has one text per tag, so nothing
+                // but the canonical text matches. Constant time, and before
+                // anything in the payload is decoded.
+                let mut expected = [0u8; TAG_TEXT_LEN];
+                let written = b64::encode_slice(&mac.finalize().into_bytes(), &mut expected);
+                if written != Some(TAG_TEXT_LEN) || !bool::from(expected.ct_eq(tag_text.as_bytes())) {
                     return Err(Rejection::BadSignature);
                 }
-                let signed_len = token.len() - tag_text.len() - 1;
-                let mut mac = key.mac();
-                mac.update(&self.context_prefix());
-                mac.update(&self.context);
-                mac.update(token.as_bytes().get(..signed_len).ok_or(Rejection::Malformed)?);
-                // Constant-time comparison, before anything in the payload is decoded.
-                mac.verify_slice(&tag[..TAG_LEN]).map_err(|_| Rejection::BadSignature)?;
-                Zeroizing::new(b64::decode(payload_text.as_bytes()).ok_or(Rejection::BadEncoding)?)
+                with_decoded(payload_text.as_bytes(), |payload| decode(key_id, payload))
             }
             Mode::Encrypted => {
                 let body_bytes = Zeroizing::new(b64::decode(body.as_bytes()).ok_or(Rejection::BadEncoding)?);
@@ -364,10 +403,9 @@ impl Codec {
                 let plain = cipher(key)
                     .decrypt(nonce.into(), Payload { msg: sealed, aad: &aad })
                     .map_err(|_| Rejection::BadSignature)?;
-                Zeroizing::new(plain)
+                decode(key_id, &Zeroizing::new(plain))
             }
-        };
-        Ok((key_id, payload))
+        }
     }
 
     fn aad(&self, header_text: &str) -> Vec<u8> {
@@ -376,6 +414,25 @@ impl Codec {
         aad.extend_from_slice(&self.context);
         aad.extend_from_slice(header_text.as_bytes());
         aad
+    }
+}
+
+/// Decodes base64url `text` and hands the bytes to `f`, on the stack when
+/// they are small (the common session token), zeroizing them afterwards.
+fn with_decoded<R>(text: &[u8], f: impl FnOnce(&[u8]) -> Result<R, Rejection>) -> Result<R, Rejection> {
+    const STACK: usize = 256;
+    let needed = b64::decoded_len(text.len()).ok_or(Rejection::BadEncoding)?;
+    // The decoder wants room for a whole final quantum.
+    if needed + 3 <= STACK {
+        let mut buf = [0u8; STACK];
+        let len = b64::decode_into(text, &mut buf).ok_or(Rejection::BadEncoding)?;
+        let bytes = buf.get_mut(..len).ok_or(Rejection::BadEncoding)?;
+        let result = f(bytes);
+        bytes.zeroize();
+        result
+    } else {
+        let bytes = Zeroizing::new(b64::decode(text).ok_or(Rejection::BadEncoding)?);
+        f(&bytes)
     }
 }
 
@@ -489,6 +546,8 @@ pub enum Rejection {
     Malformed,
     /// The token is of a format version this build does not read.
     UnsupportedVersion,
+    /// A signed token where an encrypted one was expected, or the reverse.
+    WrongKind,
     /// The token names a key id the key ring never had.
     UnknownKey,
     /// The token was made with a retired key.
@@ -524,6 +583,7 @@ impl fmt::Display for Rejection {
             Self::TooLong => "token longer than the configured maximum",
             Self::Malformed => "malformed token",
             Self::UnsupportedVersion => "unsupported token version",
+            Self::WrongKind => "signed and encrypted tokens are not interchangeable",
             Self::UnknownKey => "unknown key id",
             Self::RetiredKey => "retired key id",
             Self::BadSignature => "tag does not verify",

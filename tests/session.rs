@@ -360,15 +360,15 @@ fn signed_and_encrypted_do_not_read_each_other() {
     let session = sample_session();
     let signed = SIGNED.encode(&session, NOW, &mut OsRandom).unwrap();
     let encrypted = ENCRYPTED.encode(&session, NOW, &mut OsRandom).unwrap();
-    // As for tokens (tests/token.rs), the other mode's header reads as a
-    // version this codec does not read.
+    // As for tokens (tests/token.rs), the other mode's header is refused as
+    // the wrong kind.
     assert_eq!(
         assert_refused(&ENCRYPTED.decode(Some(&signed), NOW), "signed read as encrypted",),
-        Rejection::UnsupportedVersion
+        Rejection::WrongKind
     );
     assert_eq!(
         assert_refused(&SIGNED.decode(Some(&encrypted), NOW), "encrypted read as signed",),
-        Rejection::UnsupportedVersion
+        Rejection::WrongKind
     );
     // Relabelled to the other mode, the body does not fit.
     let _ = assert_refused(&ENCRYPTED.decode(Some(&signed.replacen("lg1s", "lg1x", 1)), NOW), "signed relabelled");
@@ -771,7 +771,7 @@ fn rotating_from_signed_to_encrypted() {
     // A forged old-style cookie: the rotating option would say BadSignature,
     // but the primary's reason (another mode's header) is the one reported.
     let forged = old_value.replacen("lg1s.1.", "lg1s.1.A", 1);
-    assert_eq!(assert_refused(&reader.decode(Some(&forged), NOW), "forged signed"), Rejection::UnsupportedVersion);
+    assert_eq!(assert_refused(&reader.decode(Some(&forged), NOW), "forged signed"), Rejection::WrongKind);
     assert_eq!(assert_refused(&SIGNED.decode(Some(&forged), NOW), "forged, signed reader"), Rejection::BadSignature);
 
     // And back, with rotating_encrypted.
@@ -790,10 +790,10 @@ fn key_ring_rotation_and_retirement() {
     ring.rotate(KeyId(2), secret(50)).unwrap();
     let rotated = SessionCookie::signed(NAME, &ring, SALT).unwrap();
     let rotated_enc = SessionCookie::encrypted(NAME, &ring, ENC_SALT).unwrap();
-    // Old cookies still verify, under the old key id, without a rewrite
-    // (the same option read them).
-    assert_accepted(&rotated.decode(Some(&old_value), NOW), &session, KeyId(1), false);
-    assert_accepted(&rotated_enc.decode(Some(&old_encrypted), NOW), &session, KeyId(1), false);
+    // Old cookies still verify, under the old key id, and ask for a rewrite
+    // so they move to the new primary before the old key is retired.
+    assert_accepted(&rotated.decode(Some(&old_value), NOW), &session, KeyId(1), true);
+    assert_accepted(&rotated_enc.decode(Some(&old_encrypted), NOW), &session, KeyId(1), true);
     // New cookies use the new primary.
     let new_value = rotated.encode(&session, NOW, &mut OsRandom).unwrap();
     assert!(new_value.starts_with("lg1s.2."), "{new_value}");

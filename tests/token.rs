@@ -924,9 +924,9 @@ fn every_single_bit_flip_is_refused() {
 
 #[test]
 fn signed_and_encrypted_tokens_are_not_interchangeable() {
-    // The other mode's header is a version this codec does not read.
-    assert_invalid(KAT.sealed.decrypt::<User>(KAT_SIGNED, NOW), Rejection::UnsupportedVersion);
-    assert_invalid(KAT.signed.verify::<User>(KAT_SEALED, NOW), Rejection::UnsupportedVersion);
+    // The other mode's header is refused as the wrong kind of token.
+    assert_invalid(KAT.sealed.decrypt::<User>(KAT_SIGNED, NOW), Rejection::WrongKind);
+    assert_invalid(KAT.signed.verify::<User>(KAT_SEALED, NOW), Rejection::WrongKind);
     // With the header swapped, the body has the wrong shape or tag.
     let relabelled = KAT_SIGNED.replacen("lg1s", "lg1x", 1);
     assert_invalid(KAT.sealed.decrypt::<User>(relabelled.as_str(), NOW), Rejection::BadEncoding);
@@ -1201,6 +1201,7 @@ fn display_shows_only_the_kind() {
         (KAT.signed.verify::<User>("a".repeat(5000).as_str(), NOW).unwrap_err(), Rejection::TooLong),
         (KAT.signed.verify::<User>("x", NOW).unwrap_err(), Rejection::Malformed),
         (KAT.signed.verify::<User>("lg2s.1.a.b", NOW).unwrap_err(), Rejection::UnsupportedVersion),
+        (KAT.signed.verify::<User>(KAT_SEALED, NOW).unwrap_err(), Rejection::WrongKind),
         (KAT.signed.verify::<User>("lg1s.9.a.b", NOW).unwrap_err(), Rejection::UnknownKey),
         (retired.verify::<User>(KAT_SIGNED, NOW).unwrap_err(), Rejection::RetiredKey),
         (KAT.signed.verify::<User>("lg1s.1.a.b", NOW).unwrap_err(), Rejection::BadSignature),

@@ -6,6 +6,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Params;
@@ -24,12 +25,18 @@ use crate::session::Session;
 use crate::time::{MaxAge, Timestamp};
 use crate::token::SignError;
 
+/// The deepest nesting [`EventLimits::max_depth`] may allow: parsing and
+/// dropping a JSON value recurse once per level, and this bound keeps that
+/// well inside any thread's stack.
+pub const MAX_EVENT_DEPTH: usize = 512;
+
 /// Limits on client event payloads.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct EventLimits {
     /// Largest payload accepted, in bytes of JSON text (default 64 KiB).
     pub max_bytes: usize,
-    /// Deepest nesting of arrays and objects accepted (default 32).
+    /// Deepest nesting of arrays and objects accepted (default 32, at most
+    /// [`MAX_EVENT_DEPTH`]).
     pub max_depth: usize,
 }
 
@@ -259,9 +266,10 @@ impl LiveApp {
         self
     }
 
-    /// Limits on event payloads.
+    /// Limits on event payloads. A `max_depth` above [`MAX_EVENT_DEPTH`]
+    /// is lowered to it.
     pub fn event_limits(mut self, limits: EventLimits) -> Self {
-        self.limits = limits;
+        self.limits = EventLimits { max_depth: limits.max_depth.min(MAX_EVENT_DEPTH), ..limits };
         self
     }
 
@@ -471,12 +479,18 @@ impl LiveApp {
             return Ok(Some(Mounted::Failed(error)));
         }
         if let Some(redirect) = socket.redirect.take() {
+            let hook = format!("{}.mount", view.name());
             if !redirect.is_local() {
-                return Err(PipelineError::HookMisuse {
-                    hook: format!("{}.mount", view.name()),
-                    detail: "redirected to a non-local path",
-                });
+                let detail = "redirected to a non-local path";
+                self.audit.record(AuditRecord::HookMisuse { phase, hook: hook.clone(), detail });
+                return Err(PipelineError::HookMisuse { hook, detail });
             }
+            self.audit.record(AuditRecord::MountHalted {
+                phase,
+                view: view.name().to_string(),
+                hook,
+                redirect: redirect.to().to_string(),
+            });
             return Ok(Some(Mounted::Redirect(redirect)));
         }
         self.audit.record(AuditRecord::MountAllowed {
@@ -493,10 +507,16 @@ impl LiveApp {
         if raw.len() > self.limits.max_bytes {
             return Err(EventRefusal::TooLarge);
         }
-        let value: Value = serde_json::from_str(raw).map_err(|_| EventRefusal::Malformed)?;
-        if depth(&value) > self.limits.max_depth {
+        // Depth is measured on the text first: the parser recurses, so a
+        // hostile nesting must be refused before it is parsed.
+        if text_depth(raw) > self.limits.max_depth {
             return Err(EventRefusal::TooDeep);
         }
+        let mut parser = serde_json::Deserializer::from_str(raw);
+        // Bounded above by the scan and by `MAX_EVENT_DEPTH`.
+        parser.disable_recursion_limit();
+        let value = Value::deserialize(&mut parser).map_err(|_| EventRefusal::Malformed)?;
+        parser.end().map_err(|_| EventRefusal::Malformed)?;
         Ok(value)
     }
 
@@ -580,6 +600,33 @@ fn view_id(rng: &mut impl SecureRandom) -> Result<String, PipelineError> {
     let mut id = String::from("phx-");
     b64::encode_into(&bytes, &mut id);
     Ok(id)
+}
+
+/// The deepest nesting of `[` and `{` in JSON text, outside strings. An
+/// over-estimate for invalid JSON, which the parser refuses anyway.
+fn text_depth(raw: &str) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for byte in raw.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// Nesting depth of arrays and objects, without recursion (the payload is

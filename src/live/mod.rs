@@ -27,8 +27,8 @@ mod socket;
 mod view;
 
 pub use app::{
-    EventLimits, EventOutcome, EventRefusal, HttpOutcome, HttpRequest, JoinError, JoinRequest, Joined, LiveApp, Page,
-    PipelineError,
+    EventLimits, EventOutcome, EventRefusal, HttpOutcome, HttpRequest, JoinError, JoinRequest, Joined, LiveApp,
+    MAX_EVENT_DEPTH, Page, PipelineError,
 };
 pub use assigns::{AssignKey, Assigns};
 pub use hook::{BoxFuture, EventFlow, EventHook, Flow, OnMount};
