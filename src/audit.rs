@@ -7,7 +7,6 @@
 //! keeps them for tests.
 
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::fmt;
 
 use crate::token::Rejection;
@@ -153,7 +152,7 @@ impl AuditSink for TracingSink {
 #[cfg(feature = "std")]
 #[derive(Debug, Default)]
 pub struct MemorySink {
-    records: std::sync::Mutex<Vec<AuditRecord>>,
+    records: std::sync::Mutex<std::vec::Vec<AuditRecord>>,
 }
 
 #[cfg(feature = "std")]
@@ -164,7 +163,7 @@ impl MemorySink {
     }
 
     /// Takes every record kept so far.
-    pub fn take(&self) -> Vec<AuditRecord> {
+    pub fn take(&self) -> std::vec::Vec<AuditRecord> {
         match self.records.lock() {
             Ok(mut records) => core::mem::take(&mut *records),
             Err(poisoned) => core::mem::take(&mut *poisoned.into_inner()),

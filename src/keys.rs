@@ -112,7 +112,7 @@ impl fmt::Debug for DerivedKey {
 }
 
 /// Names one secret key base in a [`KeyRing`]; carried in every token.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize)]
 pub struct KeyId(pub u32);
 
 impl fmt::Display for KeyId {

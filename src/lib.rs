@@ -89,6 +89,7 @@ extern crate std;
 
 pub mod audit;
 mod b64;
+pub mod cluster;
 pub mod csrf;
 pub mod keys;
 pub mod live;
