@@ -91,6 +91,14 @@ pub enum AuditRecord {
         /// The rule that refused it (`undeclared`, a policy's reason, a limit).
         rule: String,
     },
+    /// A control message from the backbone was ignored: forged, replayed,
+    /// stale, malformed, or for another id than its subject.
+    ControlRefused {
+        /// The subject it arrived on.
+        subject: String,
+        /// Why it was ignored.
+        reason: String,
+    },
     /// A token or cookie was refused.
     TokenRefused {
         /// What kind of token (its purpose or the cookie name).
@@ -114,6 +122,7 @@ impl fmt::Display for AuditRecord {
             Self::JoinRefused { topic, reply, detail } => write!(f, "join refused: {topic} -> {reply}: {detail}"),
             Self::EventDenied { view, event, rule } => write!(f, "event denied: {event:?} on {view} by {rule}"),
             Self::TokenRefused { purpose, rejection } => write!(f, "token refused: {purpose}: {rejection}"),
+            Self::ControlRefused { subject, reason } => write!(f, "control message refused on {subject}: {reason}"),
         }
     }
 }

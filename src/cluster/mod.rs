@@ -8,6 +8,10 @@
 //! nothing else. Control messages are MAC'd under a key derived for that
 //! purpose and refused when forged, replayed, stale or malformed.
 
+#[cfg(feature = "std")]
+pub mod backbone;
 pub mod control;
+#[cfg(feature = "std")]
+pub mod node;
 #[cfg(feature = "std")]
 pub mod registry;

@@ -1,0 +1,228 @@
+//! The pub/sub backbone nodes talk over: a small trait, and the in-process
+//! implementation for one node with no external server.
+
+use std::boxed::Box;
+use std::string::String;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::vec::Vec;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::live::BoxFuture;
+
+/// One message delivered to a subscription.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Delivery {
+    /// The subject it was published on.
+    pub subject: String,
+    /// Where the publisher wants answers, if anywhere.
+    pub reply: Option<String>,
+    /// The bytes published.
+    pub payload: Vec<u8>,
+}
+
+/// Messages on the subjects of one subscription; unsubscribes when dropped.
+pub struct Subscription {
+    rx: mpsc::UnboundedReceiver<Delivery>,
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// A subscription fed by `rx`; `guard` is dropped (and should
+    /// unsubscribe) when the subscription is.
+    pub fn new(rx: mpsc::UnboundedReceiver<Delivery>, guard: Box<dyn Send + Sync>) -> Self {
+        Self { rx, _guard: guard }
+    }
+
+    /// The next message, or `None` once the backbone closed the subscription.
+    pub async fn next(&mut self) -> Option<Delivery> {
+        self.rx.recv().await
+    }
+}
+
+/// Whether the node is connected to its backbone.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BackboneStatus {
+    /// Messages flow.
+    Connected,
+    /// The connection to the broker is lost: disconnects published elsewhere
+    /// do not reach this node.
+    Disconnected,
+}
+
+/// The backbone could not do what was asked.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BackboneError {
+    /// The subject is not valid for the backbone.
+    InvalidSubject,
+    /// The backbone is not connected or refused the operation.
+    Unavailable,
+}
+
+impl std::fmt::Display for BackboneError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::InvalidSubject => "invalid subject",
+            Self::Unavailable => "the backbone is unavailable",
+        })
+    }
+}
+
+impl core::error::Error for BackboneError {}
+
+/// A subject-based pub/sub with NATS semantics: `.`-separated tokens, `*`
+/// matches one token, `>` matches the rest.
+pub trait Backbone: Send + Sync + 'static {
+    /// Publishes `payload` on `subject`, with an optional reply subject.
+    fn publish(
+        &self,
+        subject: String,
+        reply: Option<String>,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'_, Result<(), BackboneError>>;
+
+    /// Subscribes to `subject` (wildcards allowed).
+    fn subscribe(&self, subject: String) -> BoxFuture<'_, Result<Subscription, BackboneError>>;
+
+    /// Resolves once every earlier publish and subscribe has reached the
+    /// broker, so interest registered before it is live.
+    fn flush(&self) -> BoxFuture<'_, Result<(), BackboneError>>;
+
+    /// A fresh, unique subject for replies.
+    fn inbox(&self) -> String;
+
+    /// The connection status, updated as it changes.
+    fn status(&self) -> watch::Receiver<BackboneStatus>;
+}
+
+/// Whether `subject` matches the subscription `pattern`.
+pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut pattern = pattern.split('.');
+    let mut subject = subject.split('.');
+    loop {
+        match (pattern.next(), subject.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(p), Some(s)) if p == s => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+type Subscribers = Vec<(u64, String, mpsc::UnboundedSender<Delivery>)>;
+
+struct Shared {
+    subscribers: Mutex<Subscribers>,
+    next: AtomicU64,
+    status: watch::Sender<BackboneStatus>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Subscribers> {
+        self.subscribers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The backbone of a single node: delivery in process, no server. The
+/// embedded default; every node of a cluster needs a shared backbone such as
+/// NATS instead.
+#[derive(Clone)]
+pub struct InProcess {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcess").field("subscriptions", &self.shared.lock().len()).finish()
+    }
+}
+
+impl Default for InProcess {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InProcess {
+    /// A backbone with no subscriptions.
+    pub fn new() -> Self {
+        let (status, _) = watch::channel(BackboneStatus::Connected);
+        Self { shared: Arc::new(Shared { subscribers: Mutex::new(Vec::new()), next: AtomicU64::new(0), status }) }
+    }
+}
+
+struct Unsubscribe {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Unsubscribe {
+    fn drop(&mut self) {
+        self.shared.lock().retain(|(id, _, _)| *id != self.id);
+    }
+}
+
+impl Backbone for InProcess {
+    fn publish(
+        &self,
+        subject: String,
+        reply: Option<String>,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'_, Result<(), BackboneError>> {
+        let result = if subject.is_empty() || subject.contains(['*', '>', ' ']) {
+            Err(BackboneError::InvalidSubject)
+        } else {
+            for (_, pattern, tx) in self.shared.lock().iter() {
+                if subject_matches(pattern, &subject) {
+                    let _ =
+                        tx.send(Delivery { subject: subject.clone(), reply: reply.clone(), payload: payload.clone() });
+                }
+            }
+            Ok(())
+        };
+        Box::pin(core::future::ready(result))
+    }
+
+    fn subscribe(&self, subject: String) -> BoxFuture<'_, Result<Subscription, BackboneError>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self.shared.next.fetch_add(1, Ordering::Relaxed);
+        self.shared.lock().push((id, subject, tx));
+        let guard = Unsubscribe { shared: Arc::clone(&self.shared), id };
+        Box::pin(core::future::ready(Ok(Subscription::new(rx, Box::new(guard)))))
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), BackboneError>> {
+        Box::pin(core::future::ready(Ok(())))
+    }
+
+    fn inbox(&self) -> String {
+        std::format!("_INBOX.{}", self.shared.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn status(&self) -> watch::Receiver<BackboneStatus> {
+        self.shared.status.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_match_like_nats() {
+        assert!(subject_matches("a.*.c", "a.b.c"));
+        assert!(subject_matches("a.>", "a.b.c"));
+        assert!(!subject_matches("a.>", "a"));
+        assert!(!subject_matches("a.*", "a.b.c"));
+        assert!(subject_matches("a.b", "a.b"));
+        assert!(!subject_matches("a.b", "a.bc"));
+    }
+}

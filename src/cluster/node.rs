@@ -1,0 +1,368 @@
+//! A node of a live cluster: its registry, its backbone, and the
+//! acknowledged control commands it sends and obeys.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::pin;
+use std::string::{String, ToString};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+use std::vec::Vec;
+
+use super::backbone::{Backbone, BackboneError, BackboneStatus, Delivery, Subscription};
+use super::control::{Command, ControlCodec, ControlMessage, MessageId, ReplayGuard};
+use super::registry::{ConnectionCommand, ConnectionEvents, Registration, Registry};
+use crate::audit::{AuditRecord, AuditSink};
+use crate::keys::{KeyId, KeyRing};
+use crate::random::OsRandom;
+use crate::socket_id::{self, LiveSocketId};
+use crate::time::Timestamp;
+
+/// What a node does while its backbone is lost.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum BackboneLoss {
+    /// Keep serving; when the backbone returns, ask every live connection to
+    /// re-validate its session (`on_mount` again), so a revocation missed
+    /// meanwhile takes effect then. The default.
+    #[default]
+    Revalidate,
+    /// Keep serving and never re-validate: Phoenix's behaviour. Unsafe: a
+    /// disconnect published during the outage is lost for good.
+    KeepServing,
+}
+
+/// How a node names itself and its subjects.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    name: String,
+    prefix: String,
+    control_max_age_secs: u64,
+    clock_skew_ms: u64,
+    member_timeout_ms: u64,
+    on_loss: BackboneLoss,
+}
+
+impl NodeConfig {
+    /// A node called `name`, with prefix `liveguard`, control messages valid
+    /// 30 s with 5 s of clock skew, members forgotten after 15 s of silence,
+    /// and [`BackboneLoss::Revalidate`].
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: String::from(name),
+            prefix: String::from("liveguard"),
+            control_max_age_secs: 30,
+            clock_skew_ms: 5_000,
+            member_timeout_ms: 15_000,
+            on_loss: BackboneLoss::Revalidate,
+        }
+    }
+
+    /// The subject prefix (one or more tokens of `[A-Za-z0-9_-]`).
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = String::from(prefix);
+        self
+    }
+
+    /// How long a member is known after its last heartbeat or answer.
+    pub fn member_timeout_ms(mut self, timeout: u64) -> Self {
+        self.member_timeout_ms = timeout;
+        self
+    }
+
+    /// What to do while the backbone is lost.
+    pub fn on_backbone_loss(mut self, policy: BackboneLoss) -> Self {
+        self.on_loss = policy;
+        self
+    }
+}
+
+/// Who answered a control command, and what they did.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Report {
+    /// The command's message id.
+    pub message: MessageId,
+    /// Each node that answered, with the number of connections it acted on.
+    pub answered: BTreeMap<String, u32>,
+    /// Known members (from heartbeats and answers) that did not answer
+    /// before the deadline.
+    pub silent: Vec<String>,
+}
+
+impl Report {
+    /// Connections acted on across the nodes that answered.
+    pub fn connections(&self) -> u64 {
+        self.answered.values().map(|&n| u64::from(n)).sum()
+    }
+
+    /// Whether every known member answered.
+    pub fn complete(&self) -> bool {
+        self.silent.is_empty()
+    }
+}
+
+/// Why a node could not start or send a command.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum NodeError {
+    /// The prefix is not one or more tokens of `[A-Za-z0-9_-]`.
+    InvalidPrefix,
+    /// The backbone failed.
+    Backbone(BackboneError),
+    /// The command could not be signed or its id drawn.
+    Sign,
+}
+
+impl std::fmt::Display for NodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InvalidPrefix => f.write_str("the subject prefix must be tokens of [A-Za-z0-9_-]"),
+            Self::Backbone(err) => write!(f, "backbone: {err}"),
+            Self::Sign => f.write_str("the control message could not be signed"),
+        }
+    }
+}
+
+impl core::error::Error for NodeError {}
+
+impl From<BackboneError> for NodeError {
+    fn from(err: BackboneError) -> Self {
+        Self::Backbone(err)
+    }
+}
+
+/// A node: registers live connections and sends and obeys disconnects,
+/// re-authorizations and key retirements across the cluster.
+pub struct Node {
+    config: NodeConfig,
+    registry: Arc<Registry>,
+    backbone: Arc<dyn Backbone>,
+    codec: ControlCodec,
+    guard: Mutex<ReplayGuard>,
+    members: Mutex<BTreeMap<String, Timestamp>>,
+    audit: Arc<dyn AuditSink>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("name", &self.config.name).field("prefix", &self.config.prefix).finish()
+    }
+}
+
+impl Node {
+    /// Starts a node: subscribes to the cluster's subjects and waits until
+    /// that interest is live at the broker. Spawn the returned driver on any
+    /// executor; it obeys incoming commands until the backbone closes.
+    pub async fn start(
+        config: NodeConfig,
+        ring: &KeyRing,
+        backbone: Arc<dyn Backbone>,
+        audit: Arc<dyn AuditSink>,
+    ) -> Result<(Arc<Self>, impl Future<Output = ()> + Send + 'static), NodeError> {
+        let valid_token =
+            |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !config.prefix.split('.').all(valid_token) {
+            return Err(NodeError::InvalidPrefix);
+        }
+        let codec = ControlCodec::new(ring, config.control_max_age_secs, config.clock_skew_ms);
+        let subscription = backbone.subscribe(std::format!("{}.>", config.prefix)).await?;
+        backbone.flush().await?;
+        let node = Arc::new(Self {
+            config,
+            registry: Arc::new(Registry::new()),
+            backbone,
+            codec,
+            guard: Mutex::new(ReplayGuard::new()),
+            members: Mutex::new(BTreeMap::new()),
+            audit,
+        });
+        Ok((Arc::clone(&node), node.drive(subscription)))
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The live connections of this node.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Registers a live connection. The node's interest in every id is live
+    /// since [`Node::start`], so a disconnect published from now on reaches
+    /// it: register first, then validate the session for the last time.
+    pub fn register(&self, id: LiveSocketId, key_id: KeyId) -> (Registration, ConnectionEvents) {
+        self.registry.register(id, key_id)
+    }
+
+    /// Closes every connection under `id` on every node. Waits for answers
+    /// until every known member answered or `deadline` resolves (e.g.
+    /// `tokio::time::sleep(..)`).
+    pub async fn disconnect(&self, id: &LiveSocketId, deadline: impl Future<Output = ()>) -> Result<Report, NodeError> {
+        self.command(self.socket_subject(id), Command::Disconnect(id.clone()), deadline).await
+    }
+
+    /// Re-runs the `on_mount` checks of every connection under `id` on every
+    /// node, in place.
+    pub async fn reauthorize(
+        &self,
+        id: &LiveSocketId,
+        deadline: impl Future<Output = ()>,
+    ) -> Result<Report, NodeError> {
+        self.command(self.socket_subject(id), Command::Reauthorize(id.clone()), deadline).await
+    }
+
+    /// Closes every connection verified under `key_id` on every node.
+    pub async fn retire_key(&self, key_id: KeyId, deadline: impl Future<Output = ()>) -> Result<Report, NodeError> {
+        self.command(std::format!("{}.control", self.config.prefix), Command::RetireKey(key_id), deadline).await
+    }
+
+    /// Announces this node to the others; call periodically (well within
+    /// the member timeout).
+    pub async fn heartbeat(&self) -> Result<(), NodeError> {
+        let wire = self.encode(Command::Heartbeat)?.1;
+        let subject = std::format!("{}.control", self.config.prefix);
+        Ok(self.backbone.publish(subject, None, wire.into_bytes()).await?)
+    }
+
+    /// The members heard from within the member timeout, this node included.
+    pub fn members(&self) -> Vec<String> {
+        let now = Timestamp::now();
+        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        members.retain(|_, seen| seen.saturating_add_millis(self.config.member_timeout_ms) >= now);
+        let mut names: Vec<String> = members.keys().cloned().collect();
+        if !members.contains_key(&self.config.name) {
+            names.push(self.config.name.clone());
+            names.sort();
+        }
+        names
+    }
+
+    /// Records that `node` is alive (a heartbeat or an answer).
+    fn saw(&self, node: &str) {
+        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        members.insert(String::from(node), Timestamp::now());
+    }
+
+    fn socket_subject(&self, id: &LiveSocketId) -> String {
+        socket_id::subject(&self.config.prefix, id)
+    }
+
+    fn encode(&self, command: Command) -> Result<(MessageId, String), NodeError> {
+        let id = MessageId::random(&mut OsRandom).map_err(|_| NodeError::Sign)?;
+        let message = ControlMessage { id, node: self.config.name.clone(), command };
+        let wire = self.codec.encode(&message, Timestamp::now()).map_err(|_| NodeError::Sign)?;
+        Ok((id, wire))
+    }
+
+    async fn command(
+        &self,
+        subject: String,
+        command: Command,
+        deadline: impl Future<Output = ()>,
+    ) -> Result<Report, NodeError> {
+        let (message, wire) = self.encode(command)?;
+        let inbox = self.backbone.inbox();
+        let mut replies = self.backbone.subscribe(inbox.clone()).await?;
+        self.backbone.flush().await?;
+        let expected = self.members();
+        self.backbone.publish(subject, Some(inbox), wire.into_bytes()).await?;
+        let mut answered = BTreeMap::new();
+        let collect = async {
+            while let Some(reply) = replies.next().await {
+                let Some(ControlMessage { node, command: Command::Ack { to, connections }, .. }) = self.accept(&reply)
+                else {
+                    continue;
+                };
+                self.saw(&node);
+                if to == message {
+                    answered.insert(node, connections);
+                    if expected.iter().all(|member| answered.contains_key(member)) {
+                        break;
+                    }
+                }
+            }
+        };
+        race(collect, deadline).await;
+        let silent = expected.into_iter().filter(|member| !answered.contains_key(member)).collect();
+        Ok(Report { message, answered, silent })
+    }
+
+    /// Decodes a control message, or audits why it was refused.
+    fn accept(&self, delivery: &Delivery) -> Option<ControlMessage> {
+        let now = Timestamp::now();
+        let decoded = {
+            let mut guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
+            self.codec.decode(&delivery.payload, now, &mut guard)
+        };
+        match decoded {
+            Ok(accepted) => Some(accepted.message),
+            Err(reason) => {
+                self.audit.record(AuditRecord::ControlRefused {
+                    subject: delivery.subject.clone(),
+                    reason: reason.to_string(),
+                });
+                None
+            }
+        }
+    }
+
+    fn drive(self: Arc<Self>, mut subscription: Subscription) -> impl Future<Output = ()> + Send + 'static {
+        let mut status = self.backbone.status();
+        let node = Arc::clone(&self);
+        let obey = async move {
+            while let Some(delivery) = subscription.next().await {
+                self.obey(delivery).await;
+            }
+        };
+        let watch = async move {
+            let mut lost = false;
+            while status.changed().await.is_ok() {
+                let now = *status.borrow_and_update();
+                match now {
+                    BackboneStatus::Disconnected => lost = true,
+                    BackboneStatus::Connected if lost => {
+                        lost = false;
+                        if node.config.on_loss == BackboneLoss::Revalidate {
+                            node.registry.broadcast(ConnectionCommand::Reauthorize);
+                        }
+                    }
+                    BackboneStatus::Connected => {}
+                }
+            }
+            core::future::pending::<()>().await;
+        };
+        async move { race(obey, watch).await }
+    }
+
+    async fn obey(&self, delivery: Delivery) {
+        let Some(ControlMessage { id: to, node, command }) = self.accept(&delivery) else { return };
+        let connections = match command {
+            Command::Disconnect(id) | Command::Reauthorize(id) if delivery.subject != self.socket_subject(&id) => {
+                self.audit.record(AuditRecord::ControlRefused {
+                    subject: delivery.subject,
+                    reason: String::from("command for another id than its subject"),
+                });
+                return;
+            }
+            Command::Disconnect(id) => self.registry.disconnect(&id),
+            Command::Reauthorize(id) => self.registry.send(&id, ConnectionCommand::Reauthorize),
+            Command::RetireKey(key_id) => self.registry.retire_key(key_id),
+            Command::Heartbeat => return self.saw(&node),
+            Command::Ack { .. } => return,
+        };
+        let Some(reply) = delivery.reply else { return };
+        if let Ok((_, wire)) = self.encode(Command::Ack { to, connections }) {
+            let _ = self.backbone.publish(reply, None, wire.into_bytes()).await;
+        }
+    }
+}
+
+/// Runs two futures until the first finishes.
+async fn race(a: impl Future<Output = ()>, b: impl Future<Output = ()>) {
+    let mut a = pin!(a);
+    let mut b = pin!(b);
+    core::future::poll_fn(|cx| {
+        if a.as_mut().poll(cx).is_ready() || b.as_mut().poll(cx).is_ready() { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await
+}
