@@ -198,7 +198,7 @@ fn round_trip(f: &Fixture, data: &[u8]) {
             assert_eq!((back.rejection, back.key_id, back.needs_rewrite), (None, Some(KeyId(3)), false));
             assert!(back.session == session, "encrypted round trip changed the session");
             let as_signed = f.signed.decode(Some(&value), NOW);
-            assert_eq!(as_signed.rejection, Some(Rejection::Malformed));
+            assert!(as_signed.rejection.is_some_and(|r| r.kind() == VerifyErrorKind::Invalid));
             headers(f, &f.encrypted, &value, &session, control);
         }
         Err(err) => assert_eq!(err, EncodeError::TooLarge),

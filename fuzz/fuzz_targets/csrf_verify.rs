@@ -70,10 +70,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(state.as_str(), session_value);
         assert_eq!(state.verify(&token), oracle(&session_value, &token));
     }
-    assert_eq!(
-        verify_request(Some(&session_value), Some(&token)),
-        state.as_ref().is_some_and(|s| s.verify(&token))
-    );
+    assert_eq!(verify_request(Some(&session_value), Some(&token)), state.as_ref().is_some_and(|s| s.verify(&token)));
     assert!(!verify_request(None, Some(&token)));
     assert!(!verify_request(Some(&session_value), None));
     // The session value used as a token, and the token as a session value.

@@ -75,9 +75,9 @@ fn check_header(p: &Policies, header: Option<&str>) {
 
     let parsed = Origin::parse(header);
     let before = CUSTOM_CALLS.load(Ordering::SeqCst);
-    let results: Vec<_> = policies.iter().map(|policy| policy.check(Some(header), &REQUEST)).collect();
+    let results: Vec<_> = policies.iter().map(|&policy| policy.check(Some(header), &REQUEST)).collect();
     let refusing: Vec<_> =
-        policies.iter().map(|policy| policy.clone().refuse_missing(true).check(Some(header), &REQUEST)).collect();
+        policies.iter().map(|&policy| policy.clone().refuse_missing(true).check(Some(header), &REQUEST)).collect();
     // The header is present: `refuse_missing` changes nothing.
     assert_eq!(results, refusing);
     let calls = CUSTOM_CALLS.load(Ordering::SeqCst) - before;

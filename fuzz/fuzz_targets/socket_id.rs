@@ -3,9 +3,6 @@
 //! exact inverse, injectivity, and the session round trip.
 #![no_main]
 
-mod common;
-
-use common::*;
 use libfuzzer_sys::fuzz_target;
 use liveguard::session::{self, Session};
 use liveguard::socket_id::{self, LiveSocketId, LiveSocketIdError};

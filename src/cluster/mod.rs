@@ -11,6 +11,8 @@
 #[cfg(feature = "std")]
 pub mod backbone;
 pub mod control;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "std")]
 pub mod node;
 #[cfg(feature = "std")]

@@ -1,0 +1,799 @@
+//! A synchronous, std-only harness that runs real `nats-server` processes for
+//! the integration tests: one node ([`NatsServer::start`]) or a full-mesh
+//! cluster ([`NatsCluster::start`]), every node started from the crate's
+//! `nats.conf`.
+//!
+//! Compared with the test harness of async-nats (its `nats-server` crate), it
+//! never guesses ports and never sleeps for synchronisation:
+//!
+//! - every port (client, monitoring, cluster) is chosen by the server at bind
+//!   time (`-p -1 -m -1`, `cluster.listen: 127.0.0.1:-1` in `nats.conf`) and
+//!   read back from the JSON file that `--ports_file_dir` makes the server
+//!   write (`nats-server_<pid>.ports`), so concurrent tests cannot collide
+//!   at start;
+//! - readiness is polled with a deadline: the ports file exists, `/healthz`
+//!   says `ok` and, for a cluster, `/routez` shows `num_routes == N - 1` on
+//!   every node;
+//! - a missing `nats-server` is an [`Error`] naming `apt-get install
+//!   nats-server`, not a panic;
+//! - `Drop` kills and reaps the process and removes the node's temporary
+//!   directory (log, ports file) without ever panicking.
+//!
+//! A killed or stopped node can be restarted on the same client, monitoring
+//! and cluster ports ([`NatsServer::restart`], [`NatsCluster::restart`]), for
+//! the "backbone lost and back" tests.
+//!
+//! Limits: if the test process itself is killed (SIGKILL), `Drop` does not run
+//! and the servers outlive it. While a node is down, another process may be
+//! given one of its ports (the kernel hands freed ports to any `-1` listener,
+//! e.g. a server of a concurrent test); a restart then retries until that port
+//! is free again and, past its timeout, fails with an error quoting the log.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// The application user of `nats.conf` (local development credentials).
+pub const APP_USER: &str = "liveguard";
+/// The password of [`APP_USER`] in `nats.conf` (local development credentials).
+pub const APP_PASSWORD: &str = "liveguard-dev";
+/// The cluster name set in `nats.conf`.
+pub const CLUSTER_NAME: &str = "liveguard";
+/// The subject prefix the application user is confined to by `nats.conf`.
+pub const SUBJECT_PREFIX: &str = "liveguard";
+
+/// How long a start, a restart or a mesh may take before it is an error.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause between two polls of [`wait_until`] and of the readiness checks.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// How long a graceful [`NatsServer::stop`] may take before the node is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The pause before a restart tries again a port that another process took.
+pub const RESTART_RETRY_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Every node binds to loopback only (`host` in `nats.conf`).
+const HOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
+/// Directories searched after `PATH`: Debian installs the server in `/usr/sbin`,
+/// which is not on a regular user's `PATH`.
+const FALLBACK_DIRS: [&str; 3] = ["/usr/sbin", "/usr/local/sbin", "/usr/local/bin"];
+/// Log lines quoted in an error.
+const LOG_TAIL_LINES: usize = 20;
+
+// ---------------------------------------------------------------------------
+// Errors, credentials, polling
+// ---------------------------------------------------------------------------
+
+/// A harness failure: the message says what went wrong and, when a server was
+/// involved, quotes the end of its log. `Debug` prints the message as is, so
+/// `.expect("...")` in a test shows it readably.
+pub struct Error {
+    message: String,
+    /// The server exited because one of its ports was taken.
+    port_taken: bool,
+}
+
+impl Error {
+    fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), port_taken: false }
+    }
+
+    /// The full message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// User name and password of a NATS user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: &'static str,
+    pub password: &'static str,
+}
+
+/// The application user of `nats.conf`: may publish and subscribe only on
+/// `liveguard.>` and `_INBOX.>`.
+pub fn app_user() -> Credentials {
+    Credentials { user: APP_USER, password: APP_PASSWORD }
+}
+
+/// The `nats.conf` at the crate root.
+pub fn config_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("nats.conf")
+}
+
+/// Polls `condition` every [`POLL_INTERVAL`] until it returns `true` (then
+/// `true`) or `deadline` has passed (then `false`). The condition is always
+/// evaluated at least once, and once more at the deadline.
+pub fn wait_until(deadline: Instant, mut condition: impl FnMut() -> bool) -> bool {
+    poll_until(deadline, || condition().then_some(())).is_some()
+}
+
+/// Like [`wait_until`], for a condition that produces a value: returns the
+/// first `Some`, or `None` once `deadline` has passed.
+pub fn poll_until<T>(deadline: Instant, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL_INTERVAL.min(deadline - now));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Locating the server
+// ---------------------------------------------------------------------------
+
+/// Finds `nats-server` on `PATH`, then in `/usr/sbin`, `/usr/local/sbin` and
+/// `/usr/local/bin`.
+pub fn nats_server_binary() -> Result<PathBuf, Error> {
+    let fallbacks: Vec<&Path> = FALLBACK_DIRS.iter().map(Path::new).collect();
+    locate_nats_server(std::env::var_os("PATH").as_deref(), &fallbacks)
+}
+
+/// Finds an executable `nats-server` in the directories of `path_var` (a
+/// `PATH`-style list), then in `fallback_dirs`. The error names the install
+/// command.
+pub fn locate_nats_server(path_var: Option<&OsStr>, fallback_dirs: &[&Path]) -> Result<PathBuf, Error> {
+    let from_path: Vec<PathBuf> = path_var.map(|p| std::env::split_paths(p).collect()).unwrap_or_default();
+    // An empty `PATH` entry would mean the working directory: skipped.
+    let candidates = from_path
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(fallback_dirs.iter().copied())
+        .filter(|dir| !dir.as_os_str().is_empty());
+    for dir in candidates {
+        let candidate = dir.join("nats-server");
+        if is_executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    let searched: Vec<String> = fallback_dirs.iter().map(|d| d.display().to_string()).collect();
+    Err(Error::new(format!(
+        "nats-server was not found on PATH nor in {}: the NATS tests need it; install it with \
+         `sudo apt-get install nats-server` (Debian/Ubuntu; v2.9 or later) or put a nats-server binary on PATH \
+         (https://docs.nats.io/running-a-nats-service/introduction/installation)",
+        searched.join(", ")
+    )))
+}
+
+fn is_executable(path: &Path) -> bool {
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_file() => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                meta.permissions().mode() & 0o111 != 0
+            }
+            #[cfg(not(unix))]
+            {
+                true
+            }
+        }
+        _ => false,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Temporary directories and names
+// ---------------------------------------------------------------------------
+
+static SEQUENCE: AtomicUsize = AtomicUsize::new(0);
+
+/// A tag unique on this machine for this run: process id, a per-process
+/// sequence number and the clock.
+fn unique_tag() -> String {
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{}-{seq}-{nanos:09}", std::process::id())
+}
+
+/// Creates a fresh directory `liveguard-<name>` under the system temporary
+/// directory; never reuses an existing one (a suffix is added instead).
+fn create_unique_dir(name: &str) -> Result<PathBuf, Error> {
+    let base = std::env::temp_dir();
+    let mut last_error = None;
+    for attempt in 0..16 {
+        let suffix = if attempt == 0 { String::new() } else { format!("-{}", unique_tag()) };
+        let dir = base.join(format!("liveguard-{name}{suffix}"));
+        match fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(Error::new(format!(
+        "could not create a temporary directory under {}: {}",
+        base.display(),
+        last_error.map(|e| e.to_string()).unwrap_or_default()
+    )))
+}
+
+// ---------------------------------------------------------------------------
+// One node
+// ---------------------------------------------------------------------------
+
+/// The ports of a node, as the server reported them. Zero until known.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Ports {
+    client: u16,
+    monitoring: u16,
+    cluster: u16,
+}
+
+/// One running `nats-server` process started from `nats.conf`: a standalone
+/// server ([`NatsServer::start`]) or a node of a [`NatsCluster`].
+///
+/// Its ports are fixed at the first start and kept across restarts. Dropping
+/// it kills the process and removes its temporary directory.
+pub struct NatsServer {
+    binary: PathBuf,
+    config: PathBuf,
+    name: String,
+    dir: PathBuf,
+    log: PathBuf,
+    stderr: PathBuf,
+    routes: Vec<String>,
+    child: Option<Child>,
+    ports: Ports,
+    http: ureq::Agent,
+}
+
+impl fmt::Debug for NatsServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsServer")
+            .field("name", &self.name)
+            .field("pid", &self.pid())
+            .field("ports", &self.ports)
+            .field("routes", &self.routes)
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl NatsServer {
+    /// Starts one node from `nats.conf` on ports chosen by the server and
+    /// waits (at most [`READY_TIMEOUT`]) until `/healthz` says ok. Like every
+    /// node it also listens for routes (the `cluster` block of `nats.conf`),
+    /// but has none.
+    pub fn start() -> Result<Self, Error> {
+        let binary = nats_server_binary()?;
+        let name = format!("nats-{}", unique_tag());
+        let mut server = Self::spawn(binary, name, Vec::new())?;
+        server.wait_ready(Instant::now() + READY_TIMEOUT)?;
+        Ok(server)
+    }
+
+    /// Creates the node's directory and starts the process, without waiting.
+    fn spawn(binary: PathBuf, name: String, routes: Vec<String>) -> Result<Self, Error> {
+        let dir = create_unique_dir(&name)?;
+        let mut server = Self {
+            binary,
+            config: config_path(),
+            log: dir.join(format!("{name}.log")),
+            stderr: dir.join(format!("{name}.stderr")),
+            name,
+            dir,
+            routes,
+            child: None,
+            ports: Ports::default(),
+            http: monitoring_agent(),
+        };
+        server.launch()?;
+        Ok(server)
+    }
+
+    /// Starts the process: on the known ports if there are some (a restart),
+    /// else on ports chosen by the server.
+    fn launch(&mut self) -> Result<(), Error> {
+        let port_arg = |port: u16| if port == 0 { "-1".to_owned() } else { port.to_string() };
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("-c")
+            .arg(&self.config)
+            .arg("-n")
+            .arg(&self.name)
+            .arg("-p")
+            .arg(port_arg(self.ports.client))
+            .arg("-m")
+            .arg(port_arg(self.ports.monitoring))
+            .arg("--ports_file_dir")
+            .arg(&self.dir)
+            .arg("-l")
+            .arg(&self.log);
+        if self.ports.cluster != 0 {
+            // Overrides `cluster.listen` of nats.conf; the cluster name stays.
+            command.arg("--cluster").arg(format!("nats://{HOST}:{}", self.ports.cluster));
+        }
+        if !self.routes.is_empty() {
+            command.arg("--routes").arg(self.routes.join(","));
+        }
+        // Anything printed before the log file is open (a config error) lands here.
+        let stderr = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr)
+            .map_err(|e| Error::new(format!("cannot create {}: {e}", self.stderr.display())))?;
+        let child = command
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| Error::new(format!("cannot start {}: {e}", self.binary.display())))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Polls until the ports file of the current process exists (and, on a
+    /// restart, shows the same ports) and `/healthz` says ok.
+    fn wait_ready(&mut self, deadline: Instant) -> Result<(), Error> {
+        let Some(pid) = self.pid() else {
+            return Err(self.failure("is not running"));
+        };
+        let ports_file = self.ports_file(pid);
+        let mut ports = None;
+        let mut last = String::from("no ports file yet");
+        loop {
+            if let Some(status) = self.exit_status() {
+                self.child = None;
+                let _ = fs::remove_file(&ports_file);
+                let mut error = self.failure(&format!("exited during start-up ({status})"));
+                // nats-server prefixes its log lines with `[<pid>]`.
+                let prefix = format!("[{pid}] ");
+                error.port_taken =
+                    self.log().lines().any(|line| line.starts_with(&prefix) && line.contains("address already in use"));
+                return Err(error);
+            }
+            if ports.is_none() {
+                match read_ports_file(&ports_file) {
+                    Ok(Some(found)) => ports = Some(found),
+                    Ok(None) => {}
+                    Err(e) => last = e,
+                }
+            }
+            if let Some(found) = ports {
+                if self.ports != Ports::default() && found != self.ports {
+                    return Err(
+                        self.failure(&format!("restarted on other ports: {found:?} instead of {:?}", self.ports))
+                    );
+                }
+                self.ports = found;
+                match self.health() {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last = e.message,
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failure(&format!("not ready by the deadline: {last}")));
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// The node name (`-n`), also `server_name` in `/varz`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id, while the harness considers the node running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `false` after [`kill`](Self::kill), [`stop`](Self::stop) or a failed
+    /// start, until the next [`restart`](Self::restart). (A server that dies
+    /// on its own is noticed by the next restart or readiness wait only.)
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// `nats://127.0.0.1:<client port>`, without credentials.
+    pub fn client_url(&self) -> String {
+        format!("nats://{HOST}:{}", self.ports.client)
+    }
+
+    /// `nats://liveguard:liveguard-dev@127.0.0.1:<client port>`: the
+    /// application user's URL.
+    pub fn app_url(&self) -> String {
+        self.url_for(app_user())
+    }
+
+    /// `nats://<user>:<password>@127.0.0.1:<client port>` (the user and
+    /// password must be URL-safe, as those of `nats.conf` are).
+    pub fn url_for(&self, credentials: Credentials) -> String {
+        format!("nats://{}:{}@{HOST}:{}", credentials.user, credentials.password, self.ports.client)
+    }
+
+    /// The client address, for raw TCP.
+    pub fn client_addr(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(HOST, self.ports.client))
+    }
+
+    /// The client port.
+    pub fn client_port(&self) -> u16 {
+        self.ports.client
+    }
+
+    /// `http://127.0.0.1:<monitoring port>`.
+    pub fn monitoring_url(&self) -> String {
+        format!("http://{HOST}:{}", self.ports.monitoring)
+    }
+
+    /// The monitoring port.
+    pub fn monitoring_port(&self) -> u16 {
+        self.ports.monitoring
+    }
+
+    /// `nats://127.0.0.1:<cluster port>`: where other nodes route to.
+    pub fn cluster_url(&self) -> String {
+        format!("nats://{HOST}:{}", self.ports.cluster)
+    }
+
+    /// The cluster (route) port.
+    pub fn cluster_port(&self) -> u16 {
+        self.ports.cluster
+    }
+
+    /// The routes (`--routes`) this node solicits.
+    pub fn routes(&self) -> &[String] {
+        &self.routes
+    }
+
+    /// The node's temporary directory (log, ports file).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The server log file (kept across restarts; appended to).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The server log so far (empty if unreadable).
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `GET <monitoring url>/<endpoint>` parsed as JSON, e.g. `"varz"`,
+    /// `"routez"`, `"connz"`, `"subsz?subs=1"`.
+    pub fn monitor(&self, endpoint: &str) -> Result<Value, Error> {
+        let url = format!("{}/{}", self.monitoring_url(), endpoint.trim_start_matches('/'));
+        let mut response = self.http.get(&url).call().map_err(|e| Error::new(format!("GET {url}: {e}")))?;
+        let status = response.status();
+        let body = response.body_mut().read_to_string().map_err(|e| Error::new(format!("GET {url}: body: {e}")))?;
+        if !status.is_success() {
+            return Err(Error::new(format!("GET {url}: {status}: {body}")));
+        }
+        serde_json::from_str(&body).map_err(|e| Error::new(format!("GET {url}: not JSON ({e}): {body}")))
+    }
+
+    /// `Ok` when `/healthz` answers `{"status":"ok"}`.
+    pub fn health(&self) -> Result<(), Error> {
+        let health = self.monitor("healthz")?;
+        match health.get("status").and_then(Value::as_str) {
+            Some("ok") => Ok(()),
+            _ => Err(Error::new(format!("{}: /healthz says {health}", self.name))),
+        }
+    }
+
+    /// Whether `/healthz` answers ok right now.
+    pub fn is_healthy(&self) -> bool {
+        self.health().is_ok()
+    }
+
+    /// `num_routes` of `/routez`.
+    pub fn num_routes(&self) -> Result<u64, Error> {
+        let routez = self.monitor("routez")?;
+        routez
+            .get("num_routes")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| Error::new(format!("{}: /routez without num_routes: {routez}", self.name)))
+    }
+
+    /// Kills the process abruptly (SIGKILL: no goodbye to clients or routes)
+    /// and reaps it. Does nothing if the node is not running.
+    pub fn kill(&mut self) -> Result<(), Error> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let pid = child.id();
+        let killed = child.kill();
+        let waited = child.wait();
+        // A killed server leaves its ports file behind.
+        let _ = fs::remove_file(self.ports_file(pid));
+        match (killed, waited) {
+            (_, Ok(_)) => Ok(()),
+            (Err(e), Err(_)) | (Ok(()), Err(e)) => {
+                Err(Error::new(format!("{}: cannot kill pid {pid}: {e}", self.name)))
+            }
+        }
+    }
+
+    /// Stops the process gracefully (SIGTERM through `nats-server --signal`:
+    /// clients and routes are closed by the server) and waits for it to exit,
+    /// at most [`STOP_TIMEOUT`], after which it is killed. Does nothing if the
+    /// node is not running.
+    pub fn stop(&mut self) -> Result<(), Error> {
+        let Some(pid) = self.pid() else {
+            return Ok(());
+        };
+        let signalled = Command::new(&self.binary)
+            .arg("--signal")
+            .arg(format!("term={pid}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let exited = matches!(signalled, Ok(s) if s.success())
+            && wait_until(Instant::now() + STOP_TIMEOUT, || self.exit_status().is_some());
+        let result = if exited {
+            self.child = None;
+            Ok(())
+        } else {
+            let _ = self.kill();
+            Err(Error::new(format!("{}: did not stop on SIGTERM within {STOP_TIMEOUT:?}; killed", self.name)))
+        };
+        let _ = fs::remove_file(self.ports_file(pid));
+        result
+    }
+
+    /// Starts the node again on the same client, monitoring and cluster ports
+    /// and with the same routes, and waits until `/healthz` says ok, at most
+    /// [`READY_TIMEOUT`]. A running node is killed first. (A [`NatsCluster`]
+    /// node is better restarted with [`NatsCluster::restart`], which also
+    /// waits for the mesh.) See [`restart_within`](Self::restart_within).
+    pub fn restart(&mut self) -> Result<(), Error> {
+        self.restart_within(READY_TIMEOUT)
+    }
+
+    /// [`restart`](Self::restart) with a timeout. While the node was down,
+    /// another process may have been given one of its ports (the kernel hands
+    /// freed ports to any `-1` listener, e.g. a server of a concurrent test):
+    /// the server then exits with "address already in use", and the restart
+    /// tries again every [`RESTART_RETRY_INTERVAL`] until the port is free or
+    /// the timeout has passed (then the error quotes the server log and the
+    /// node is left down).
+    pub fn restart_within(&mut self, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        self.kill()?;
+        loop {
+            self.launch()?;
+            match self.wait_ready(deadline) {
+                Err(e) if e.port_taken && Instant::now() + RESTART_RETRY_INTERVAL < deadline => {
+                    std::thread::sleep(RESTART_RETRY_INTERVAL);
+                }
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    // Leave no half-started process behind: the node is down.
+                    let _ = self.kill();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn ports_file(&self, pid: u32) -> PathBuf {
+        self.dir.join(format!("nats-server_{pid}.ports"))
+    }
+
+    /// `Some` when the process has exited (it is then reaped).
+    fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// An error about this node, with the end of its log and stderr.
+    fn failure(&self, what: &str) -> Error {
+        let mut message = format!("nats-server {} ({}): {what}", self.name, self.dir.display());
+        for (label, path) in [("log", &self.log), ("stderr", &self.stderr)] {
+            let text = fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            if !lines.is_empty() {
+                let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+                message.push_str(&format!("\n--- {label} ({}), last lines:\n{}", path.display(), tail.join("\n")));
+            }
+        }
+        Error::new(message)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.child.is_some() {
+            // Shown with the failing test's output.
+            eprintln!("{}", self.failure("dropped during a panic"));
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A plain-HTTP client for the loopback monitoring endpoint: short timeouts,
+/// statuses as values, no proxy from the environment, no pooled connections
+/// (a restarted node must not be asked over a dead socket).
+fn monitoring_agent() -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_idle_connections(0)
+        .max_idle_connections_per_host(0)
+        .build();
+    ureq::Agent::new_with_config(config)
+}
+
+/// Reads `nats-server_<pid>.ports`: `Ok(None)` while it does not exist or is
+/// incomplete, `Err` when it cannot be understood.
+fn read_ports_file(path: &Path) -> Result<Option<Ports>, String> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(_) => return Ok(None),
+    };
+    let Ok(json) = serde_json::from_str::<Value>(&text) else {
+        // Possibly caught half-written: poll again.
+        return Ok(None);
+    };
+    let port = |key: &str| -> Result<u16, String> {
+        let url = json
+            .get(key)
+            .and_then(Value::as_array)
+            .and_then(|urls| urls.first())
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("{}: no `{key}` URL in {text}", path.display()))?;
+        url.rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .ok_or_else(|| format!("{}: cannot read the port of {url}", path.display()))
+    };
+    Ok(Some(Ports { client: port("nats")?, monitoring: port("monitoring")?, cluster: port("cluster")? }))
+}
+
+// ---------------------------------------------------------------------------
+// A cluster
+// ---------------------------------------------------------------------------
+
+/// `size` nodes started from `nats.conf` in one cluster (`liveguard`), in a
+/// full mesh: `node(0)` (named `...-node-1`) is the seed, the others route to
+/// it (`--routes`) and learn each other by gossip. Dropping it kills every
+/// node.
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes and waits (at most [`READY_TIMEOUT`] in all) until
+    /// each is healthy and `/routez` shows `size - 1` routes on every node.
+    pub fn start(size: usize) -> Result<Self, Error> {
+        if size == 0 {
+            return Err(Error::new("a cluster needs at least one node"));
+        }
+        let binary = nats_server_binary()?;
+        let tag = unique_tag();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let node_name = |i: usize| format!("nats-{tag}-node-{i}");
+
+        let mut seed = NatsServer::spawn(binary.clone(), node_name(1), Vec::new())?;
+        seed.wait_ready(deadline)?;
+        let routes = vec![seed.cluster_url()];
+        let mut nodes = vec![seed];
+        // Start the others together, then wait for them: on failure, the
+        // nodes already in `nodes` are dropped, hence killed.
+        for i in 2..=size {
+            nodes.push(NatsServer::spawn(binary.clone(), node_name(i), routes.clone())?);
+        }
+        for node in &mut nodes[1..] {
+            node.wait_ready(deadline)?;
+        }
+        let cluster = Self { nodes };
+        cluster.wait_for_mesh(deadline)?;
+        Ok(cluster)
+    }
+
+    /// The number of nodes (running or not).
+    pub fn size(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Node `i`, counted from 0 (node 0 is the seed). Panics if out of range.
+    pub fn node(&self, i: usize) -> &NatsServer {
+        &self.nodes[i]
+    }
+
+    /// Node `i`, mutably. Panics if out of range.
+    pub fn node_mut(&mut self, i: usize) -> &mut NatsServer {
+        &mut self.nodes[i]
+    }
+
+    /// All nodes.
+    pub fn nodes(&self) -> &[NatsServer] {
+        &self.nodes
+    }
+
+    /// The client URLs of all nodes, without credentials.
+    pub fn client_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(NatsServer::client_url).collect()
+    }
+
+    /// Kills node `i` abruptly (see [`NatsServer::kill`]).
+    pub fn kill(&mut self, i: usize) -> Result<(), Error> {
+        self.nodes[i].kill()
+    }
+
+    /// Stops node `i` gracefully (see [`NatsServer::stop`]).
+    pub fn stop(&mut self, i: usize) -> Result<(), Error> {
+        self.nodes[i].stop()
+    }
+
+    /// Restarts node `i` on its previous ports and waits until the mesh of the
+    /// running nodes is full again. The node now routes to every other node
+    /// (not only to the seed), so it rejoins even when the seed is down; with
+    /// the seed up this is the same mesh as at start.
+    pub fn restart(&mut self, i: usize) -> Result<(), Error> {
+        let peers: Vec<String> =
+            self.nodes.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, n)| n.cluster_url()).collect();
+        let node = &mut self.nodes[i];
+        node.routes = peers;
+        node.restart()?;
+        self.wait_for_mesh(Instant::now() + READY_TIMEOUT)
+    }
+
+    /// `num_routes` of every node (`None` for a node that is down or does
+    /// not answer).
+    pub fn route_counts(&self) -> Vec<Option<u64>> {
+        self.nodes.iter().map(|n| if n.is_running() { n.num_routes().ok() } else { None }).collect()
+    }
+
+    /// Polls until every running node shows a route to every other running
+    /// node (`num_routes == running - 1`), e.g. after a start, a restart or,
+    /// with one node killed, once the survivors noticed it.
+    pub fn wait_for_mesh(&self, deadline: Instant) -> Result<(), Error> {
+        let running = self.nodes.iter().filter(|n| n.is_running()).count();
+        let expected = running.saturating_sub(1) as u64;
+        let mut counts = Vec::new();
+        let meshed = wait_until(deadline, || {
+            counts = self.route_counts();
+            self.nodes.iter().zip(&counts).all(|(n, c)| !n.is_running() || *c == Some(expected))
+        });
+        if meshed {
+            Ok(())
+        } else {
+            let mut message = format!(
+                "cluster not meshed by the deadline: expected {expected} routes on each of the {running} \
+                 running nodes, /routez num_routes per node: {counts:?}"
+            );
+            for node in self.nodes.iter().filter(|n| n.is_running()) {
+                message.push('\n');
+                message.push_str(node.failure("log of a running node").message());
+            }
+            Err(Error::new(message))
+        }
+    }
+}
