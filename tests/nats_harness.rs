@@ -195,24 +195,34 @@ fn the_app_user_is_confined_to_its_prefix() {
     assert_eq!(client.line(), "+OK");
     client.send("SUB liveguard.> 1\r\n");
     assert_eq!(client.line(), "+OK");
-    client.send("SUB _INBOX.harness.* 2\r\n");
+    client.send("SUB liveguard.inbox.* 2\r\n");
     assert_eq!(client.line(), "+OK");
+    client.send("SUB _INBOX.> 4\r\n");
+    assert_eq!(client.line(), "-ERR 'Permissions Violation for Subscription to \"_INBOX.>\"'");
 
     client.send("PUB other.subject 2\r\nhi\r\n");
     assert_eq!(client.line(), "-ERR 'Permissions Violation for Publish to \"other.subject\"'");
     client.send("SUB other.> 3\r\n");
     assert_eq!(client.line(), "-ERR 'Permissions Violation for Subscription to \"other.>\"'");
 
-    // Request/reply inside the allowed subjects: a request on liveguard.*
-    // with a reply inbox, and the reply published to that inbox.
-    client.send("PUB liveguard.harness.request _INBOX.harness.r1 4\r\nping\r\n");
+    // Request/reply inside the prefix: a request on liveguard.* with a
+    // reply inbox under liveguard.inbox, and the reply published there.
+    client.send("PUB liveguard.harness.request liveguard.inbox.r1 4\r\nping\r\n");
     assert_eq!(client.line(), "+OK");
-    assert_eq!(client.line(), "MSG liveguard.harness.request 1 _INBOX.harness.r1 4");
+    assert_eq!(client.line(), "MSG liveguard.harness.request 1 liveguard.inbox.r1 4");
     assert_eq!(client.line(), "ping");
-    client.send("PUB _INBOX.harness.r1 4\r\npong\r\n");
+    client.send("PUB liveguard.inbox.r1 4\r\npong\r\n");
     assert_eq!(client.line(), "+OK");
-    assert_eq!(client.line(), "MSG _INBOX.harness.r1 2 4");
-    assert_eq!(client.line(), "pong");
+    // Both subscriptions (liveguard.> and liveguard.inbox.*) match the reply.
+    let mut replies = [(client.line(), client.line()), (client.line(), client.line())];
+    replies.sort();
+    assert_eq!(
+        replies,
+        [
+            ("MSG liveguard.inbox.r1 1 4".to_string(), "pong".to_string()),
+            ("MSG liveguard.inbox.r1 2 4".to_string(), "pong".to_string())
+        ]
+    );
 
     // A permission violation does not close the connection.
     client.send("PING\r\n");

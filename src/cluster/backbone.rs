@@ -95,9 +95,6 @@ pub trait Backbone: Send + Sync + 'static {
     /// broker, so interest registered before it is live.
     fn flush(&self) -> BoxFuture<'_, Result<(), BackboneError>>;
 
-    /// A fresh, unique subject for replies.
-    fn inbox(&self) -> String;
-
     /// The connection status, updated as it changes.
     fn status(&self) -> watch::Receiver<BackboneStatus>;
 }
@@ -201,10 +198,6 @@ impl Backbone for InProcess {
 
     fn flush(&self) -> BoxFuture<'_, Result<(), BackboneError>> {
         Box::pin(core::future::ready(Ok(())))
-    }
-
-    fn inbox(&self) -> String {
-        std::format!("_INBOX.{}", self.shared.next.fetch_add(1, Ordering::Relaxed))
     }
 
     fn status(&self) -> watch::Receiver<BackboneStatus> {

@@ -39,6 +39,17 @@ impl MessageId {
     }
 }
 
+impl MessageId {
+    /// The id as 32 lowercase hex digits (safe in a subject token).
+    pub fn to_hex(&self) -> String {
+        let mut hex = String::with_capacity(32);
+        for byte in &self.0 {
+            let _ = fmt::Write::write_fmt(&mut hex, format_args!("{byte:02x}"));
+        }
+        hex
+    }
+}
+
 impl fmt::Debug for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("MessageId(")?;

@@ -106,10 +106,6 @@ impl Backbone for Nats {
         Box::pin(async move { self.client.flush().await.map_err(|_| BackboneError::Unavailable) })
     }
 
-    fn inbox(&self) -> String {
-        self.client.new_inbox()
-    }
-
     fn status(&self) -> watch::Receiver<BackboneStatus> {
         self.status.subscribe()
     }

@@ -261,7 +261,9 @@ impl Node {
         deadline: impl Future<Output = ()>,
     ) -> Result<Report, NodeError> {
         let (message, wire) = self.encode(command)?;
-        let inbox = self.backbone.inbox();
+        // Answers come back under the prefix too, so an application user
+        // confined to it needs no other subjects.
+        let inbox = std::format!("{}.inbox.{}", self.config.prefix, message.to_hex());
         let mut replies = self.backbone.subscribe(inbox.clone()).await?;
         self.backbone.flush().await?;
         let expected = self.members();
@@ -335,6 +337,10 @@ impl Node {
     }
 
     async fn obey(&self, delivery: Delivery) {
+        // Answers to this node's commands are collected by `command`.
+        if delivery.subject.strip_prefix(self.config.prefix.as_str()).is_some_and(|rest| rest.starts_with(".inbox.")) {
+            return;
+        }
         let Some(ControlMessage { id: to, node, command }) = self.accept(&delivery) else { return };
         let connections = match command {
             Command::Disconnect(id) | Command::Reauthorize(id) if delivery.subject != self.socket_subject(&id) => {

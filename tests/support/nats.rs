@@ -114,7 +114,7 @@ pub struct Credentials {
 }
 
 /// The application user of `nats.conf`: may publish and subscribe only on
-/// `liveguard.>` and `_INBOX.>`.
+/// `liveguard.>` only.
 pub fn app_user() -> Credentials {
     Credentials { user: APP_USER, password: APP_PASSWORD }
 }
