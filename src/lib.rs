@@ -19,7 +19,9 @@
 //! - [`live`]: `live_session` boundaries, `on_mount` hooks, typed assigns
 //!   with `assign_new`, the mount pipeline of both phases, join tokens bound
 //!   to the cookie session, and deny-by-default event authorization;
-//! - [`audit`]: a structured record of every security decision.
+//! - [`audit`]: a structured record of every security decision;
+//! - [`cluster`]: MAC'd control messages, the node registry, and
+//!   acknowledged disconnects across the nodes of a cluster.
 //!
 //! ## Design
 //!
@@ -72,7 +74,8 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `std` | yes | [`Timestamp::now`], [`OsRandom`], `Cookie`/`Set-Cookie` headers ([`session::SessionCookie::set_cookie_header`]), the `tracing` audit sink ([`audit::TracingSink`]) |
+//! | `std` | yes | [`Timestamp::now`], [`OsRandom`], `Cookie`/`Set-Cookie` headers ([`session::SessionCookie::set_cookie_header`]), the `tracing` audit sink ([`audit::TracingSink`]), the node registry and in-process backbone of [`cluster`] |
+//! | `nats` | no | the NATS backbone (`cluster::nats`, async-nats on tokio) |
 //!
 //! Without default features the crate is `no_std` + `alloc`.
 
