@@ -232,8 +232,13 @@ impl DerivedKeys {
 
     /// The key for `id`. Rings hold a handful of keys, so a scan beats a map.
     pub(crate) fn get(&self, id: KeyId) -> Result<&DerivedKey, KeyLookup> {
-        match self.keys.iter().find(|(kid, _)| *kid == id) {
-            Some((_, key)) => Ok(key),
+        self.position(id).and_then(|index| self.keys.get(index).map(|(_, key)| key).ok_or(KeyLookup::Unknown))
+    }
+
+    /// Where `id` is in [`DerivedKeys::iter`]'s order.
+    pub(crate) fn position(&self, id: KeyId) -> Result<usize, KeyLookup> {
+        match self.keys.iter().position(|(kid, _)| *kid == id) {
+            Some(index) => Ok(index),
             None if self.retired.contains(&id) => Err(KeyLookup::Retired),
             None => Err(KeyLookup::Unknown),
         }

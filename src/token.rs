@@ -367,7 +367,7 @@ impl Codec {
         }
         let (kid_text, body) = rest.split_once('.').ok_or(Rejection::Malformed)?;
         let key_id = parse_key_id(kid_text).ok_or(Rejection::Malformed)?;
-        let key = self.keys.get(key_id).map_err(|lookup| match lookup {
+        let index = self.keys.position(key_id).map_err(|lookup| match lookup {
             KeyLookup::Unknown => Rejection::UnknownKey,
             KeyLookup::Retired => Rejection::RetiredKey,
         })?;
@@ -378,7 +378,7 @@ impl Codec {
                     return Err(Rejection::BadSignature);
                 }
                 let signed_len = token.len() - tag_text.len() - 1;
-                let mut mac = self.mac(key_id).ok_or(Rejection::UnknownKey)?;
+                let mut mac = self.macs.get(index).map(|(_, mac)| mac.clone()).ok_or(Rejection::UnknownKey)?;
                 mac.update(token.as_bytes().get(..signed_len).ok_or(Rejection::Malformed)?);
                 // Compare texts: encoding our tag is cheaper than decoding
                 // theirs, and strict base64 has one text per tag, so nothing
@@ -400,6 +400,7 @@ impl Codec {
                 let header_len = token.len() - body.len();
                 let aad = self.aad(token.get(..header_len).ok_or(Rejection::Malformed)?);
                 // The AEAD checks the tag in constant time before decrypting.
+                let key = self.keys.get(key_id).map_err(|_| Rejection::UnknownKey)?;
                 let plain = cipher(key)
                     .decrypt(nonce.into(), Payload { msg: sealed, aad: &aad })
                     .map_err(|_| Rejection::BadSignature)?;
@@ -420,7 +421,7 @@ impl Codec {
 /// Decodes base64url `text` and hands the bytes to `f`, on the stack when
 /// they are small (the common session token), zeroizing them afterwards.
 fn with_decoded<R>(text: &[u8], f: impl FnOnce(&[u8]) -> Result<R, Rejection>) -> Result<R, Rejection> {
-    const STACK: usize = 256;
+    const STACK: usize = 160;
     let needed = b64::decoded_len(text.len()).ok_or(Rejection::BadEncoding)?;
     // The decoder wants room for a whole final quantum.
     if needed + 3 <= STACK {
