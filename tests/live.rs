@@ -1582,3 +1582,29 @@ fn an_event_handler_may_navigate_only_to_a_local_path() {
         assert_eq!(joined.socket.redirected(), None, "and not left pending");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Re-authorization in place
+// ---------------------------------------------------------------------------
+
+#[test]
+fn reauthorize_reruns_the_hooks_in_place_with_fresh_assigns() {
+    let (h, store, _) = guide();
+    let page = h.page("/projects", session_for(Some("alice-token")));
+    let mut joined = h.join_url(&page, "/projects").unwrap();
+    let id = joined.socket.id().to_string();
+    assert!(!current_user(&joined.socket).unwrap().admin);
+
+    // A role change: the hooks run again and their assigns replace the old.
+    store.update_user(ALICE, |u| u.admin = true);
+    block_on(h.app.reauthorize(&mut joined)).unwrap();
+    assert!(current_user(&joined.socket).unwrap().admin, "fresh assigns");
+    assert_eq!(joined.socket.id(), id, "same view, same connection");
+    assert!(joined.socket.connected());
+
+    // A revoked session: the hook halts, and the caller gets its redirect.
+    store.delete_token("alice-token");
+    h.records();
+    assert_eq!(block_on(h.app.reauthorize(&mut joined)).unwrap_err(), redirect("/login"));
+    assert!(halted(&h.records(), Phase::Connected, "UserAuth(require_authenticated)", "/login"));
+}

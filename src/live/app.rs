@@ -154,6 +154,10 @@ pub struct JoinRequest<'a> {
 /// A mounted, connected view.
 pub struct Joined {
     view: Arc<dyn ErasedView>,
+    /// The mount session (cookie session under the signed extra session).
+    session: Session,
+    /// The route's parameters.
+    params: Params,
     /// The view's socket.
     pub socket: Socket,
     /// The view's rendering after mount.
@@ -434,18 +438,19 @@ impl LiveApp {
             Err(error) => return Err(JoinError::Internal(error)),
         }
         let rendered = route.view.render(&socket);
-        Ok(Joined { view: Arc::clone(route.view), socket, rendered })
+        Ok(Joined { view: Arc::clone(route.view), session: mount_session, params: route.params, socket, rendered })
     }
 
-    /// Runs the hooks and the view's mount of one phase.
-    async fn mount(
+    /// Runs a `live_session`'s `on_mount` hooks in order; the redirect of the
+    /// first that halts, or `None` when all continue.
+    async fn run_hooks(
         &self,
-        view: &Arc<dyn ErasedView>,
+        view: &str,
         live_session: &LiveSessionDef,
         params: &Params,
         session: &Session,
         socket: &mut Socket,
-    ) -> Result<Option<Mounted>, PipelineError> {
+    ) -> Result<Option<Redirect>, PipelineError> {
         let phase = socket.phase;
         for (hook, arg) in &live_session.hooks {
             let flow = hook.on_mount(arg, params, session, socket).await;
@@ -464,10 +469,54 @@ impl LiveApp {
             let redirect = socket.redirect.take().unwrap_or(Redirect::Redirect { to: String::from("/") });
             self.audit.record(AuditRecord::MountHalted {
                 phase,
-                view: view.name().to_string(),
+                view: view.to_string(),
                 hook: name(),
                 redirect: redirect.to().to_string(),
             });
+            return Ok(Some(redirect));
+        }
+        Ok(None)
+    }
+
+    /// Re-runs the `on_mount` hooks of a connected view in place, keeping the
+    /// connection and the view's state (after a role change, or when the
+    /// backbone returns from an outage). The hooks see the session and
+    /// params the view joined with; what they assign replaces the old values.
+    /// A hook that halts now answers with its redirect: the caller sends it
+    /// to the client (or closes the connection).
+    pub async fn reauthorize(&self, joined: &mut Joined) -> Result<(), JoinError> {
+        let Some(live_session) = self.router.session(joined.socket.live_session()) else {
+            return Err(JoinError::Unauthorized);
+        };
+        let mut scratch = Socket::new(
+            joined.socket.id.clone(),
+            joined.socket.view,
+            joined.socket.live_session.clone(),
+            Phase::Connected,
+        );
+        scratch.connect_params = joined.socket.connect_params.clone();
+        match self.run_hooks(joined.view.name(), live_session, &joined.params, &joined.session, &mut scratch).await {
+            Ok(None) => {
+                joined.socket.assigns.absorb(scratch.assigns);
+                joined.rendered = joined.view.render(&joined.socket);
+                Ok(())
+            }
+            Ok(Some(redirect)) => Err(JoinError::Redirect(redirect)),
+            Err(error) => Err(JoinError::Internal(error)),
+        }
+    }
+
+    /// Runs the hooks and the view's mount of one phase.
+    async fn mount(
+        &self,
+        view: &Arc<dyn ErasedView>,
+        live_session: &LiveSessionDef,
+        params: &Params,
+        session: &Session,
+        socket: &mut Socket,
+    ) -> Result<Option<Mounted>, PipelineError> {
+        let phase = socket.phase;
+        if let Some(redirect) = self.run_hooks(view.name(), live_session, params, session, socket).await? {
             return Ok(Some(Mounted::Redirect(redirect)));
         }
         if let Err(error) = view.mount(params, session, socket).await {

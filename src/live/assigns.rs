@@ -62,6 +62,11 @@ impl Assigns {
         self.entries.contains_key(&TypeId::of::<K>())
     }
 
+    /// Moves every assign of `other` in, replacing values of the same keys.
+    pub fn absorb(&mut self, other: Assigns) {
+        self.entries.extend(other.entries);
+    }
+
     /// The names of the assigned keys.
     pub fn names(&self) -> Vec<&'static str> {
         let mut names: Vec<_> = self.entries.values().map(|(name, _)| *name).collect();

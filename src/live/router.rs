@@ -202,6 +202,12 @@ impl fmt::Debug for LiveRouter {
     }
 }
 
+impl LiveRouter {
+    pub(crate) fn session(&self, name: &str) -> Option<&LiveSessionDef> {
+        self.sessions.iter().find(|session| session.name == name)
+    }
+}
+
 /// The path (without a trailing slash) and query of a path or absolute URL.
 fn split_url(url: &str) -> Option<(String, Option<String>)> {
     if url.starts_with('/') && !url.starts_with("//") {
