@@ -53,9 +53,9 @@ async fn eventually(mut check: impl FnMut() -> bool) -> bool {
 async fn a_disconnect_closes_every_tab_of_the_id_and_is_acknowledged() {
     let (backbone, audit) = (InProcess::new(), Arc::new(MemorySink::new()));
     let a = node("a", &backbone, &audit).await;
-    let (_t1, mut tab1) = a.register(id("users_sessions:alice"), KeyId(1));
-    let (_t2, mut tab2) = a.register(id("users_sessions:alice"), KeyId(1));
-    let (_b, mut bob) = a.register(id("users_sessions:bob"), KeyId(1));
+    let (_t1, mut tab1) = a.register(id("users_sessions:alice"), KeyId(1)).await.unwrap();
+    let (_t2, mut tab2) = a.register(id("users_sessions:alice"), KeyId(1)).await.unwrap();
+    let (_b, mut bob) = a.register(id("users_sessions:bob"), KeyId(1)).await.unwrap();
     let report = a.disconnect(&id("users_sessions:alice"), deadline()).await.unwrap();
     assert_eq!(report.answered.get("a"), Some(&2));
     assert!(report.complete(), "{report:?}");
@@ -70,8 +70,8 @@ async fn every_node_on_the_backbone_answers_and_silent_members_are_named() {
     let (backbone, audit) = (InProcess::new(), Arc::new(MemorySink::new()));
     let (a, b, c) =
         (node("a", &backbone, &audit).await, node("b", &backbone, &audit).await, node("c", &backbone, &audit).await);
-    let (_x, mut on_b) = b.register(id("s1"), KeyId(1));
-    let (_y, mut on_c) = c.register(id("s1"), KeyId(1));
+    let (_x, mut on_b) = b.register(id("s1"), KeyId(1)).await.unwrap();
+    let (_y, mut on_c) = c.register(id("s1"), KeyId(1)).await.unwrap();
     b.heartbeat().await.unwrap();
     c.heartbeat().await.unwrap();
     assert!(eventually(|| a.members() == ["a", "b", "c"]).await, "{:?}", a.members());
@@ -96,8 +96,8 @@ async fn every_node_on_the_backbone_answers_and_silent_members_are_named() {
 async fn reauthorize_and_retire_key_reach_only_their_connections() {
     let (backbone, audit) = (InProcess::new(), Arc::new(MemorySink::new()));
     let a = node("a", &backbone, &audit).await;
-    let (_old, mut old_key) = a.register(id("s1"), KeyId(1));
-    let (_new, mut new_key) = a.register(id("s2"), KeyId(2));
+    let (_old, mut old_key) = a.register(id("s1"), KeyId(1)).await.unwrap();
+    let (_new, mut new_key) = a.register(id("s2"), KeyId(2)).await.unwrap();
     let report = a.reauthorize(&id("s2"), deadline()).await.unwrap();
     assert_eq!(report.connections(), 1);
     assert_eq!(next(&mut new_key).await, Some(ConnectionCommand::Reauthorize));
@@ -111,7 +111,7 @@ async fn reauthorize_and_retire_key_reach_only_their_connections() {
 async fn forged_replayed_and_misrouted_messages_are_ignored_and_audited() {
     let (backbone, audit) = (InProcess::new(), Arc::new(MemorySink::new()));
     let a = node("a", &backbone, &audit).await;
-    let (_t, mut tab) = a.register(id("victim"), KeyId(1));
+    let (_t, mut tab) = a.register(id("victim"), KeyId(1)).await.unwrap();
     let victim = subject("liveguard", &id("victim"));
     let now = Timestamp::now();
     let message =
@@ -148,7 +148,7 @@ async fn forged_replayed_and_misrouted_messages_are_ignored_and_audited() {
     a.disconnect(&id("victim"), deadline()).await.unwrap();
     assert_eq!(next(&mut tab).await, Some(ConnectionCommand::Close(CloseReason::Disconnected)));
     let captured = tap.next().await.unwrap();
-    let (_again, mut new_tab) = a.register(id("victim"), KeyId(1));
+    let (_again, mut new_tab) = a.register(id("victim"), KeyId(1)).await.unwrap();
     audit.take();
     backbone.publish(captured.subject, None, captured.payload).await.unwrap();
     assert!(

@@ -16,7 +16,7 @@ use liveguard::audit::{AuditRecord, MemorySink};
 use liveguard::cluster::backbone::{Backbone, BackboneStatus};
 use liveguard::cluster::control::{Command, ControlCodec, ControlMessage, MessageId};
 use liveguard::cluster::nats::Nats;
-use liveguard::cluster::node::{Node, NodeConfig};
+use liveguard::cluster::node::{InterestMode, Node, NodeConfig};
 use liveguard::cluster::registry::{CloseReason, ConnectionCommand, ConnectionEvents};
 use liveguard::keys::{KeyId, KeyRing, SecretKeyBase};
 use liveguard::socket_id::{LiveSocketId, subject};
@@ -45,12 +45,13 @@ fn app_user() -> async_nats::ConnectOptions {
     async_nats::ConnectOptions::with_user_and_password(user.user.into(), user.password.into())
 }
 
-async fn node(name: &str, url: &str, audit: &Arc<MemorySink>) -> Arc<Node> {
-    node_with(name, Nats::connect(url, app_user()).await.unwrap(), audit).await
+async fn node(name: &str, url: &str, mode: InterestMode, audit: &Arc<MemorySink>) -> Arc<Node> {
+    let config = NodeConfig::new(name).interest(mode);
+    node_with(config, Nats::connect(url, app_user()).await.unwrap(), audit).await
 }
 
-async fn node_with(name: &str, backbone: Nats, audit: &Arc<MemorySink>) -> Arc<Node> {
-    let (node, driver) = Node::start(NodeConfig::new(name), &ring(1), Arc::new(backbone), audit.clone()).await.unwrap();
+async fn node_with(config: NodeConfig, backbone: Nats, audit: &Arc<MemorySink>) -> Arc<Node> {
+    let (node, driver) = Node::start(config, &ring(1), Arc::new(backbone), audit.clone()).await.unwrap();
     tokio::spawn(driver);
     node
 }
@@ -73,10 +74,18 @@ async fn eventually(mut check: impl FnMut() -> bool) -> bool {
 /// Three liveguard nodes, one per server of a fresh 3-server cluster, that
 /// know each other from heartbeats.
 async fn three_nodes(audit: &Arc<MemorySink>) -> (NatsCluster, [Arc<Node>; 3]) {
+    three_nodes_in(InterestMode::Wildcard, audit).await
+}
+
+async fn three_nodes_in(mode: InterestMode, audit: &Arc<MemorySink>) -> (NatsCluster, [Arc<Node>; 3]) {
     let cluster =
         tokio::task::spawn_blocking(|| NatsCluster::start(3).expect("a 3-node nats-server cluster")).await.unwrap();
     let urls = cluster.nodes().iter().map(|server| server.client_url()).collect::<Vec<_>>();
-    let nodes = [node("a", &urls[0], audit).await, node("b", &urls[1], audit).await, node("c", &urls[2], audit).await];
+    let nodes = [
+        node("a", &urls[0], mode, audit).await,
+        node("b", &urls[1], mode, audit).await,
+        node("c", &urls[2], mode, audit).await,
+    ];
     // Heartbeats repeat, as a running node's do: interest spreads over the
     // cluster's routes asynchronously, so an early one may reach no one.
     let until = Instant::now() + Duration::from_secs(10);
@@ -96,14 +105,14 @@ async fn a_disconnect_on_one_node_closes_the_id_on_every_node_and_nothing_else()
     let (_cluster, [a, b, c]) = three_nodes(&audit).await;
     // Alice has three tabs over two nodes; other ids look like NATS wildcards.
     let alice = id("users_sessions:alice==");
-    let (_reg_b1, mut tab_b1) = b.register(alice.clone(), KeyId(1));
-    let (_reg_b2, mut tab_b2) = b.register(alice.clone(), KeyId(1));
-    let (_reg_c, mut tab_c) = c.register(alice.clone(), KeyId(1));
+    let (_reg_b1, mut tab_b1) = b.register(alice.clone(), KeyId(1)).await.unwrap();
+    let (_reg_b2, mut tab_b2) = b.register(alice.clone(), KeyId(1)).await.unwrap();
+    let (_reg_c, mut tab_c) = c.register(alice.clone(), KeyId(1)).await.unwrap();
     let hostile = ["users_sessions:*", "users_sessions:>", "users_sessions:alice==.x", "users sessions:alice=="];
     let mut others = Vec::new();
     for other in hostile {
-        others.push(b.register(id(other), KeyId(1)));
-        others.push(c.register(id(other), KeyId(1)));
+        others.push(b.register(id(other), KeyId(1)).await.unwrap());
+        others.push(c.register(id(other), KeyId(1)).await.unwrap());
     }
 
     let report = a.disconnect(&alice, deadline()).await.unwrap();
@@ -130,8 +139,8 @@ async fn a_disconnect_on_one_node_closes_the_id_on_every_node_and_nothing_else()
 async fn reauthorize_and_retire_key_reach_every_node() {
     let audit = Arc::new(MemorySink::new());
     let (_cluster, [a, b, c]) = three_nodes(&audit).await;
-    let (_reg_b, mut on_b) = b.register(id("s"), KeyId(1));
-    let (_reg_c, mut on_c) = c.register(id("s"), KeyId(2));
+    let (_reg_b, mut on_b) = b.register(id("s"), KeyId(1)).await.unwrap();
+    let (_reg_c, mut on_c) = c.register(id("s"), KeyId(2)).await.unwrap();
     let report = a.reauthorize(&id("s"), deadline()).await.unwrap();
     assert_eq!(report.connections(), 2);
     assert_eq!(next(&mut on_b).await, Some(ConnectionCommand::Reauthorize));
@@ -146,7 +155,7 @@ async fn reauthorize_and_retire_key_reach_every_node() {
 async fn forged_and_replayed_messages_on_the_bus_are_ignored() {
     let audit = Arc::new(MemorySink::new());
     let (cluster, [a, b, _c]) = three_nodes(&audit).await;
-    let (_t, mut tab) = b.register(id("victim"), KeyId(1));
+    let (_t, mut tab) = b.register(id("victim"), KeyId(1)).await.unwrap();
     // Any service with bus credentials can publish; without the key it is ignored.
     let rogue = nats(&cluster.node(0).client_url()).await;
     let message =
@@ -169,7 +178,7 @@ async fn forged_and_replayed_messages_on_the_bus_are_ignored() {
     a.disconnect(&id("victim"), deadline()).await.unwrap();
     assert_eq!(next(&mut tab).await, Some(ConnectionCommand::Close(CloseReason::Disconnected)));
     let captured = tokio::time::timeout(Duration::from_secs(5), tap.next()).await.unwrap().unwrap();
-    let (_again, mut new_tab) = b.register(id("victim"), KeyId(1));
+    let (_again, mut new_tab) = b.register(id("victim"), KeyId(1)).await.unwrap();
     audit.take();
     rogue.publish(captured.subject, None, captured.payload).await.unwrap();
     rogue.flush().await.unwrap();
@@ -187,7 +196,7 @@ async fn forged_and_replayed_messages_on_the_bus_are_ignored() {
 async fn a_node_whose_server_dies_fails_over_and_revalidates() {
     let audit = Arc::new(MemorySink::new());
     let (mut cluster, [_a, _b, c]) = three_nodes(&audit).await;
-    let (_t, mut tab) = c.register(id("alice"), KeyId(1));
+    let (_t, mut tab) = c.register(id("alice"), KeyId(1)).await.unwrap();
     tokio::task::block_in_place(|| cluster.kill(2)).unwrap();
     // c's client learned the other servers from the cluster and moves to one
     // of them; back on the backbone, it re-validates every live connection,
@@ -204,14 +213,14 @@ async fn a_node_cut_off_from_the_cluster_revalidates_when_its_server_returns() {
     // d talks only to server 2, as a node beside its own server would.
     let isolated = Nats::connect(&cluster.node(2).client_url(), app_user().ignore_discovered_servers()).await.unwrap();
     let mut status = isolated.status();
-    let d = node_with("d", isolated, &audit).await;
+    let d = node_with(NodeConfig::new("d"), isolated, &audit).await;
     let until = Instant::now() + Duration::from_secs(10);
     while !a.members().contains(&"d".to_string()) {
         assert!(Instant::now() < until, "d is a member");
         d.heartbeat().await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (_t, mut tab) = d.register(id("alice"), KeyId(1));
+    let (_t, mut tab) = d.register(id("alice"), KeyId(1)).await.unwrap();
     tokio::task::block_in_place(|| cluster.kill(2)).unwrap();
     assert!(eventually(|| *status.borrow_and_update() == BackboneStatus::Disconnected).await);
 
@@ -233,8 +242,18 @@ async fn a_node_cut_off_from_the_cluster_revalidates_when_its_server_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_connection_survives_the_revocation_of_its_session() {
+    storm(InterestMode::Wildcard).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_connection_survives_the_revocation_of_its_session_with_per_id_interest() {
+    storm(InterestMode::PerId).await;
+}
+
+/// Logins on b and c racing logouts published from a, 200 sessions.
+async fn storm(mode: InterestMode) {
     let audit = Arc::new(MemorySink::new());
-    let (_cluster, [a, b, c]) = three_nodes(&audit).await;
+    let (_cluster, [a, b, c]) = three_nodes_in(mode, &audit).await;
     // The application's session store: valid session ids.
     let store = Arc::new(Mutex::new(HashSet::new()));
     let mut mounts = Vec::new();
@@ -244,7 +263,7 @@ async fn no_connection_survives_the_revocation_of_its_session() {
         let (node, sessions) = (if i % 2 == 0 { b.clone() } else { c.clone() }, store.clone());
         // A mount: register first, then validate the session for the last time.
         mounts.push(tokio::spawn(async move {
-            let (registration, mut events) = node.register(id(&sid), KeyId(1));
+            let (registration, mut events) = node.register(id(&sid), KeyId(1)).await.unwrap();
             if !sessions.lock().unwrap().contains(&sid) {
                 return false;
             }
@@ -265,4 +284,32 @@ async fn no_connection_survives_the_revocation_of_its_session() {
         assert!(outcome.is_ok(), "a connection outlived the revocation of its session");
     }
     assert!(eventually(|| b.registry().is_empty() && c.registry().is_empty()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_id_interest_reaches_only_the_nodes_holding_the_id() {
+    let audit = Arc::new(MemorySink::new());
+    let (_cluster, [a, b, c]) = three_nodes_in(InterestMode::PerId, &audit).await;
+    let alice = id("users_sessions:alice");
+    let (tab1, mut events1) = b.register(alice.clone(), KeyId(1)).await.unwrap();
+    let (tab2, _events2) = b.register(alice.clone(), KeyId(1)).await.unwrap();
+    let (_bob, mut bob) = c.register(id("users_sessions:bob"), KeyId(1)).await.unwrap();
+
+    // Only b subscribed to alice's subject: a and c never see the command.
+    let report = a.disconnect(&alice, tokio::time::sleep(Duration::from_millis(300))).await.unwrap();
+    assert_eq!(report.answered, [("b".into(), 2)].into());
+    assert_eq!(report.silent, ["a", "c"]);
+    assert_eq!(next(&mut events1).await, Some(ConnectionCommand::Close(CloseReason::Disconnected)));
+    assert_eq!(bob.try_recv(), None);
+
+    // When the last tab leaves, b unsubscribes: nobody answers any more.
+    drop((tab1, tab2));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let report = a.disconnect(&alice, tokio::time::sleep(Duration::from_millis(100))).await.unwrap();
+        if report.answered.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b kept its interest in alice: {report:?}");
+    }
 }

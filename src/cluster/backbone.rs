@@ -22,10 +22,28 @@ pub struct Delivery {
     pub payload: Vec<u8>,
 }
 
+/// Interest in a subject at the broker; unsubscribes when dropped.
+pub struct Interest {
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl Interest {
+    /// Interest that lasts until `guard` is dropped, which must unsubscribe.
+    pub fn new(guard: Box<dyn Send + Sync>) -> Self {
+        Self { _guard: guard }
+    }
+}
+
+impl std::fmt::Debug for Interest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interest")
+    }
+}
+
 /// Messages on the subjects of one subscription; unsubscribes when dropped.
 pub struct Subscription {
     rx: mpsc::UnboundedReceiver<Delivery>,
-    _guard: Box<dyn Send + Sync>,
+    _interest: Interest,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -35,10 +53,9 @@ impl std::fmt::Debug for Subscription {
 }
 
 impl Subscription {
-    /// A subscription fed by `rx`; `guard` is dropped (and should
-    /// unsubscribe) when the subscription is.
-    pub fn new(rx: mpsc::UnboundedReceiver<Delivery>, guard: Box<dyn Send + Sync>) -> Self {
-        Self { rx, _guard: guard }
+    /// A subscription fed by `rx`, for as long as `interest` lasts.
+    pub fn new(rx: mpsc::UnboundedReceiver<Delivery>, interest: Interest) -> Self {
+        Self { rx, _interest: interest }
     }
 
     /// The next message, or `None` once the backbone closed the subscription.
@@ -88,8 +105,23 @@ pub trait Backbone: Send + Sync + 'static {
         payload: Vec<u8>,
     ) -> BoxFuture<'_, Result<(), BackboneError>>;
 
-    /// Subscribes to `subject` (wildcards allowed).
-    fn subscribe(&self, subject: String) -> BoxFuture<'_, Result<Subscription, BackboneError>>;
+    /// Subscribes to `subject` (wildcards allowed), delivering into `sink`
+    /// until the returned [`Interest`] is dropped. Many subscriptions may
+    /// share one sink.
+    fn subscribe_into(
+        &self,
+        subject: String,
+        sink: mpsc::UnboundedSender<Delivery>,
+    ) -> BoxFuture<'_, Result<Interest, BackboneError>>;
+
+    /// Subscribes to `subject` (wildcards allowed) with a sink of its own.
+    fn subscribe(&self, subject: String) -> BoxFuture<'_, Result<Subscription, BackboneError>> {
+        Box::pin(async move {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let interest = self.subscribe_into(subject, tx).await?;
+            Ok(Subscription::new(rx, interest))
+        })
+    }
 
     /// Resolves once every earlier publish and subscribe has reached the
     /// broker, so interest registered before it is live.
@@ -188,12 +220,15 @@ impl Backbone for InProcess {
         Box::pin(core::future::ready(result))
     }
 
-    fn subscribe(&self, subject: String) -> BoxFuture<'_, Result<Subscription, BackboneError>> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn subscribe_into(
+        &self,
+        subject: String,
+        sink: mpsc::UnboundedSender<Delivery>,
+    ) -> BoxFuture<'_, Result<Interest, BackboneError>> {
         let id = self.shared.next.fetch_add(1, Ordering::Relaxed);
-        self.shared.lock().push((id, subject, tx));
+        self.shared.lock().push((id, subject, sink));
         let guard = Unsubscribe { shared: Arc::clone(&self.shared), id };
-        Box::pin(core::future::ready(Ok(Subscription::new(rx, Box::new(guard)))))
+        Box::pin(core::future::ready(Ok(Interest::new(Box::new(guard)))))
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), BackboneError>> {

@@ -9,7 +9,7 @@ use async_nats::{ConnectOptions, Event};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
-use super::backbone::{Backbone, BackboneError, BackboneStatus, Delivery, Subscription};
+use super::backbone::{Backbone, BackboneError, BackboneStatus, Delivery, Interest};
 use crate::live::BoxFuture;
 
 /// A node's connection to a NATS cluster.
@@ -82,10 +82,13 @@ impl Backbone for Nats {
         })
     }
 
-    fn subscribe(&self, subject: String) -> BoxFuture<'_, Result<Subscription, BackboneError>> {
+    fn subscribe_into(
+        &self,
+        subject: String,
+        sink: mpsc::UnboundedSender<Delivery>,
+    ) -> BoxFuture<'_, Result<Interest, BackboneError>> {
         Box::pin(async move {
             let mut subscriber = self.client.subscribe(subject).await.map_err(|_| BackboneError::Unavailable)?;
-            let (tx, rx) = mpsc::unbounded_channel();
             let forward = tokio::spawn(async move {
                 while let Some(message) = subscriber.next().await {
                     let delivery = Delivery {
@@ -93,12 +96,12 @@ impl Backbone for Nats {
                         reply: message.reply.map(|reply| reply.to_string()),
                         payload: message.payload.to_vec(),
                     };
-                    if tx.send(delivery).is_err() {
+                    if sink.send(delivery).is_err() {
                         break;
                     }
                 }
             });
-            Ok(Subscription::new(rx, Box::new(AbortOnDrop(forward.abort_handle()))))
+            Ok(Interest::new(Box::new(AbortOnDrop(forward.abort_handle()))))
         })
     }
 

@@ -1,7 +1,7 @@
 //! A node of a live cluster: its registry, its backbone, and the
 //! acknowledged control commands it sends and obeys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::pin;
 use std::string::{String, ToString};
@@ -9,9 +9,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::vec::Vec;
 
-use super::backbone::{Backbone, BackboneError, BackboneStatus, Delivery, Subscription};
+use tokio::sync::mpsc;
+
+use super::backbone::{Backbone, BackboneError, BackboneStatus, Delivery, Interest};
 use super::control::{Command, ControlCodec, ControlMessage, MessageId, ReplayGuard};
-use super::registry::{ConnectionCommand, ConnectionEvents, Registration, Registry};
+use super::registry::{ConnectionCommand, ConnectionEvents, InterestChange, Registration, Registry};
 use crate::audit::{AuditRecord, AuditSink};
 use crate::keys::{KeyId, KeyRing};
 use crate::random::OsRandom;
@@ -31,6 +33,21 @@ pub enum BackboneLoss {
     KeepServing,
 }
 
+/// How a node subscribes to the disconnects of its connections' ids.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum InterestMode {
+    /// One wildcard subscription per node (`<prefix>.>`); every node sees
+    /// every command and dispatches locally. The default: a registry entry
+    /// costs far less than a broker subscription (BENCHMARKS.md), and every
+    /// node answers every command, so reports name exactly the silent ones.
+    #[default]
+    Wildcard,
+    /// One subscription per distinct id with connections on the node,
+    /// reference-counted; commands reach only the nodes holding the id, so
+    /// a node without it stays silent (and is reported as such).
+    PerId,
+}
+
 /// How a node names itself and its subjects.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -40,6 +57,7 @@ pub struct NodeConfig {
     clock_skew_ms: u64,
     member_timeout_ms: u64,
     on_loss: BackboneLoss,
+    interest: InterestMode,
 }
 
 impl NodeConfig {
@@ -54,6 +72,7 @@ impl NodeConfig {
             clock_skew_ms: 5_000,
             member_timeout_ms: 15_000,
             on_loss: BackboneLoss::Revalidate,
+            interest: InterestMode::Wildcard,
         }
     }
 
@@ -66,6 +85,12 @@ impl NodeConfig {
     /// How long a member is known after its last heartbeat or answer.
     pub fn member_timeout_ms(mut self, timeout: u64) -> Self {
         self.member_timeout_ms = timeout;
+        self
+    }
+
+    /// How the node subscribes to its connections' ids.
+    pub fn interest(mut self, mode: InterestMode) -> Self {
+        self.interest = mode;
         self
     }
 
@@ -84,7 +109,8 @@ pub struct Report {
     /// Each node that answered, with the number of connections it acted on.
     pub answered: BTreeMap<String, u32>,
     /// Known members (from heartbeats and answers) that did not answer
-    /// before the deadline.
+    /// before the deadline. With [`InterestMode::PerId`] this includes the
+    /// nodes that hold no connection under the id.
     pub silent: Vec<String>,
 }
 
@@ -139,6 +165,11 @@ pub struct Node {
     guard: Mutex<ReplayGuard>,
     members: Mutex<BTreeMap<String, Timestamp>>,
     audit: Arc<dyn AuditSink>,
+    /// Where every subscription of the node delivers.
+    sink: mpsc::UnboundedSender<Delivery>,
+    /// Per-id subscriptions ([`InterestMode::PerId`]); the async lock orders
+    /// subscribing and unsubscribing one id.
+    per_id: tokio::sync::Mutex<HashMap<LiveSocketId, Interest>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -163,18 +194,32 @@ impl Node {
             return Err(NodeError::InvalidPrefix);
         }
         let codec = ControlCodec::new(ring, config.control_max_age_secs, config.clock_skew_ms);
-        let subscription = backbone.subscribe(std::format!("{}.>", config.prefix)).await?;
+        let (sink, deliveries) = mpsc::unbounded_channel();
+        let subject = match config.interest {
+            InterestMode::Wildcard => std::format!("{}.>", config.prefix),
+            InterestMode::PerId => std::format!("{}.control", config.prefix),
+        };
+        let interest = backbone.subscribe_into(subject, sink.clone()).await?;
         backbone.flush().await?;
+        let (registry, changes) = match config.interest {
+            InterestMode::Wildcard => (Registry::new(), None),
+            InterestMode::PerId => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Registry::with_interest(tx), Some(rx))
+            }
+        };
         let node = Arc::new(Self {
             config,
-            registry: Arc::new(Registry::new()),
+            registry: Arc::new(registry),
             backbone,
             codec,
             guard: Mutex::new(ReplayGuard::new()),
             members: Mutex::new(BTreeMap::new()),
             audit,
+            sink,
+            per_id: tokio::sync::Mutex::new(HashMap::new()),
         });
-        Ok((Arc::clone(&node), node.drive(subscription)))
+        Ok((Arc::clone(&node), node.drive(interest, deliveries, changes)))
     }
 
     /// The node's name.
@@ -187,11 +232,34 @@ impl Node {
         &self.registry
     }
 
-    /// Registers a live connection. The node's interest in every id is live
-    /// since [`Node::start`], so a disconnect published from now on reaches
-    /// it: register first, then validate the session for the last time.
-    pub fn register(&self, id: LiveSocketId, key_id: KeyId) -> (Registration, ConnectionEvents) {
-        self.registry.register(id, key_id)
+    /// Registers a live connection, and returns once the node's interest in
+    /// `id` is live at the broker, so a disconnect published from then on
+    /// reaches it: register first, then validate the session for the last
+    /// time (DESIGN invariant 9).
+    pub async fn register(
+        &self,
+        id: LiveSocketId,
+        key_id: KeyId,
+    ) -> Result<(Registration, ConnectionEvents), NodeError> {
+        if self.config.interest == InterestMode::Wildcard {
+            return Ok(self.registry.register(id, key_id));
+        }
+        let mut per_id = self.per_id.lock().await;
+        if !per_id.contains_key(&id) {
+            let interest = self.backbone.subscribe_into(self.socket_subject(&id), self.sink.clone()).await?;
+            self.backbone.flush().await?;
+            per_id.insert(id.clone(), interest);
+        }
+        Ok(self.registry.register(id, key_id))
+    }
+
+    /// Drops the subscription of an id whose last connection left, unless
+    /// one registered meanwhile.
+    async fn forget(&self, id: LiveSocketId) {
+        let mut per_id = self.per_id.lock().await;
+        if self.registry.count(&id) == 0 {
+            per_id.remove(&id);
+        }
     }
 
     /// Closes every connection under `id` on every node. Waits for answers
@@ -308,11 +376,17 @@ impl Node {
         }
     }
 
-    fn drive(self: Arc<Self>, mut subscription: Subscription) -> impl Future<Output = ()> + Send + 'static {
+    fn drive(
+        self: Arc<Self>,
+        interest: Interest,
+        mut deliveries: mpsc::UnboundedReceiver<Delivery>,
+        changes: Option<mpsc::UnboundedReceiver<InterestChange>>,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let mut status = self.backbone.status();
-        let node = Arc::clone(&self);
+        let (watcher, forgetter) = (Arc::clone(&self), Arc::clone(&self));
         let obey = async move {
-            while let Some(delivery) = subscription.next().await {
+            let _interest = interest;
+            while let Some(delivery) = deliveries.recv().await {
                 self.obey(delivery).await;
             }
         };
@@ -324,8 +398,8 @@ impl Node {
                     BackboneStatus::Disconnected => lost = true,
                     BackboneStatus::Connected if lost => {
                         lost = false;
-                        if node.config.on_loss == BackboneLoss::Revalidate {
-                            node.registry.broadcast(ConnectionCommand::Reauthorize);
+                        if watcher.config.on_loss == BackboneLoss::Revalidate {
+                            watcher.registry.broadcast(ConnectionCommand::Reauthorize);
                         }
                     }
                     BackboneStatus::Connected => {}
@@ -333,7 +407,15 @@ impl Node {
             }
             core::future::pending::<()>().await;
         };
-        async move { race(obey, watch).await }
+        let forget = async move {
+            let Some(mut changes) = changes else { return core::future::pending().await };
+            while let Some(change) = changes.recv().await {
+                if let InterestChange::Removed(id) = change {
+                    forgetter.forget(id).await;
+                }
+            }
+        };
+        async move { race(obey, race(watch, forget)).await }
     }
 
     async fn obey(&self, delivery: Delivery) {

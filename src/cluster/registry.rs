@@ -207,6 +207,11 @@ impl Registry {
         count(map.values().flatten().filter(|entry| entry.tx.send(command).is_ok()))
     }
 
+    /// How many connections are registered under `id`.
+    pub fn count(&self, id: &LiveSocketId) -> usize {
+        self.lock().get(id).map_or(0, Vec::len)
+    }
+
     /// How many connections are registered.
     pub fn len(&self) -> usize {
         self.lock().values().map(Vec::len).sum()
