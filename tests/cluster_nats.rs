@@ -16,7 +16,7 @@ use liveguard::audit::{AuditRecord, MemorySink};
 use liveguard::cluster::backbone::{Backbone, BackboneStatus};
 use liveguard::cluster::control::{Command, ControlCodec, ControlMessage, MessageId};
 use liveguard::cluster::nats::Nats;
-use liveguard::cluster::node::{InterestMode, Node, NodeConfig};
+use liveguard::cluster::node::{BackboneLoss, InterestMode, Node, NodeConfig};
 use liveguard::cluster::registry::{CloseReason, ConnectionCommand, ConnectionEvents};
 use liveguard::keys::{KeyId, KeyRing, SecretKeyBase};
 use liveguard::socket_id::{LiveSocketId, subject};
@@ -245,25 +245,42 @@ async fn no_connection_survives_the_revocation_of_its_session() {
     storm(InterestMode::Wildcard).await;
 }
 
+/// With one subscription per id, "live at the broker" means live at the
+/// node's own server: interest then spreads over the cluster's routes
+/// asynchronously. The guarantee holds for disconnects published through the
+/// same server (what this test races); across servers, see `InterestMode::PerId`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_connection_survives_the_revocation_of_its_session_with_per_id_interest() {
-    storm(InterestMode::PerId).await;
+    let audit = Arc::new(MemorySink::new());
+    let (cluster, [_a, b, c]) = three_nodes_in(InterestMode::PerId, &audit).await;
+    let b2 = node("b2", &cluster.node(1).client_url(), InterestMode::PerId, &audit).await;
+    let c2 = node("c2", &cluster.node(2).client_url(), InterestMode::PerId, &audit).await;
+    race_logins_and_logouts(&[(b.clone(), b2), (c.clone(), c2)]).await;
+    assert!(eventually(|| b.registry().is_empty() && c.registry().is_empty()).await);
 }
 
 /// Logins on b and c racing logouts published from a, 200 sessions.
 async fn storm(mode: InterestMode) {
     let audit = Arc::new(MemorySink::new());
     let (_cluster, [a, b, c]) = three_nodes_in(mode, &audit).await;
+    race_logins_and_logouts(&[(b.clone(), a.clone()), (c.clone(), a)]).await;
+    assert!(eventually(|| b.registry().is_empty() && c.registry().is_empty()).await);
+}
+
+/// 200 mounts spread over `pairs` (mounting node, node publishing the
+/// logout), each racing its own logout; asserts none outlives it.
+async fn race_logins_and_logouts(pairs: &[(Arc<Node>, Arc<Node>)]) {
     // The application's session store: valid session ids.
     let store = Arc::new(Mutex::new(HashSet::new()));
     let mut mounts = Vec::new();
     for i in 0..200 {
         let sid = format!("users_sessions:{i}");
         store.lock().unwrap().insert(sid.clone());
-        let (node, sessions) = (if i % 2 == 0 { b.clone() } else { c.clone() }, store.clone());
+        let (mounting, publishing) = pairs[i % pairs.len()].clone();
+        let sessions = store.clone();
         // A mount: register first, then validate the session for the last time.
         mounts.push(tokio::spawn(async move {
-            let (registration, mut events) = node.register(id(&sid), KeyId(1)).await.unwrap();
+            let (registration, mut events) = mounting.register(id(&sid), KeyId(1)).await.unwrap();
             if !sessions.lock().unwrap().contains(&sid) {
                 return false;
             }
@@ -271,11 +288,11 @@ async fn storm(mode: InterestMode) {
             drop(registration);
             closed
         }));
-        // A logout racing the mount, from another node.
-        let (a, sessions) = (a.clone(), store.clone());
+        // A logout racing the mount.
+        let sessions = store.clone();
         tokio::spawn(async move {
             sessions.lock().unwrap().remove(&format!("users_sessions:{i}"));
-            a.disconnect(&id(&format!("users_sessions:{i}")), deadline()).await.unwrap();
+            publishing.disconnect(&id(&format!("users_sessions:{i}")), deadline()).await.unwrap();
         });
     }
     for mount in mounts {
@@ -283,7 +300,6 @@ async fn storm(mode: InterestMode) {
         let outcome = tokio::time::timeout(Duration::from_secs(10), mount).await;
         assert!(outcome.is_ok(), "a connection outlived the revocation of its session");
     }
-    assert!(eventually(|| b.registry().is_empty() && c.registry().is_empty()).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,4 +328,48 @@ async fn per_id_interest_reaches_only_the_nodes_holding_the_id() {
         }
         assert!(Instant::now() < deadline, "b kept its interest in alice: {report:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_backbone_loss_mode_does_what_it_says() {
+    let audit = Arc::new(MemorySink::new());
+    let mut cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3).expect("a 3-node cluster")).await.unwrap();
+    // Three nodes beside server 2 only, one per mode.
+    let isolated = |name: &str, mode: BackboneLoss| {
+        let url = cluster.node(2).client_url();
+        let config = NodeConfig::new(name).on_backbone_loss(mode);
+        let audit = audit.clone();
+        async move {
+            let backbone = Nats::connect(&url, app_user().ignore_discovered_servers()).await.unwrap();
+            node_with(config, backbone, &audit).await
+        }
+    };
+    let revalidate = isolated("revalidate", BackboneLoss::Revalidate).await;
+    let keep = isolated("keep", BackboneLoss::KeepServing).await;
+    let grace = isolated("grace", BackboneLoss::CloseAfter(Duration::from_millis(300))).await;
+    let (_r, mut on_revalidate) = revalidate.register(id("s"), KeyId(1)).await.unwrap();
+    let (_k, mut on_keep) = keep.register(id("s"), KeyId(1)).await.unwrap();
+    let (_g, mut on_grace) = grace.register(id("s"), KeyId(1)).await.unwrap();
+
+    // Cut off longer than the grace period: only `grace` closes, 1001.
+    tokio::task::block_in_place(|| cluster.kill(2)).unwrap();
+    let closed = next(&mut on_grace).await;
+    assert_eq!(closed, Some(ConnectionCommand::Close(CloseReason::BackboneLost)));
+    assert_eq!(CloseReason::BackboneLost.close_code(), 1001);
+    assert_eq!((on_revalidate.try_recv(), on_keep.try_recv()), (None, None), "the others keep serving");
+
+    // Back: `revalidate` re-checks its connections; `keep` never does,
+    // though it saw the same return.
+    tokio::task::block_in_place(|| cluster.restart(2)).unwrap();
+    assert_eq!(next(&mut on_revalidate).await, Some(ConnectionCommand::Reauthorize));
+    // Once `keep` answers a command again, its driver has seen the return too.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let report = keep.disconnect(&id("nobody"), tokio::time::sleep(Duration::from_millis(200))).await.unwrap();
+        if report.answered.contains_key("keep") {
+            break;
+        }
+        assert!(Instant::now() < until, "keep never came back: {report:?}");
+    }
+    assert_eq!(on_keep.try_recv(), None, "KeepServing does not re-validate (Phoenix's unsafe behaviour)");
 }

@@ -31,6 +31,12 @@ pub enum BackboneLoss {
     /// Keep serving and never re-validate: Phoenix's behaviour. Unsafe: a
     /// disconnect published during the outage is lost for good.
     KeepServing,
+    /// Keep serving for this grace period; if the backbone is still lost
+    /// then, close every live connection (1001: clients reconnect, to this
+    /// node or another, and mount again). If it returns in time, re-validate
+    /// as [`BackboneLoss::Revalidate`]. Needs a timer: feature `nats`.
+    #[cfg(feature = "nats")]
+    CloseAfter(std::time::Duration),
 }
 
 /// How a node subscribes to the disconnects of its connections' ids.
@@ -45,6 +51,15 @@ pub enum InterestMode {
     /// One subscription per distinct id with connections on the node,
     /// reference-counted; commands reach only the nodes holding the id, so
     /// a node without it stays silent (and is reported as such).
+    ///
+    /// Weaker race guarantee: [`Node::register`] returns once the
+    /// subscription is live at the node's own server, but a NATS cluster
+    /// spreads interest over its routes asynchronously, so a disconnect
+    /// published through *another* server in the next moments can miss a
+    /// connection that registered just before. Measured here: a 200-session
+    /// login/logout storm across servers lost some; through one server, none.
+    /// Use it only where disconnects are published through the same server,
+    /// or where a periodic `reauthorize` covers the window.
     PerId,
 }
 
@@ -180,8 +195,13 @@ impl std::fmt::Debug for Node {
 
 impl Node {
     /// Starts a node: subscribes to the cluster's subjects and waits until
-    /// that interest is live at the broker. Spawn the returned driver on any
+    /// that interest is live at its server. Spawn the returned driver on any
     /// executor; it obeys incoming commands until the backbone closes.
+    ///
+    /// A NATS cluster spreads the subscription over its routes
+    /// asynchronously (milliseconds): before accepting connections, send
+    /// heartbeats until [`Node::members`] lists the other nodes, which proves
+    /// their servers route this node's subjects.
     pub async fn start(
         config: NodeConfig,
         ring: &KeyRing,
@@ -394,15 +414,27 @@ impl Node {
             let mut lost = false;
             while status.changed().await.is_ok() {
                 let now = *status.borrow_and_update();
-                match now {
-                    BackboneStatus::Disconnected => lost = true,
-                    BackboneStatus::Connected if lost => {
-                        lost = false;
-                        if watcher.config.on_loss == BackboneLoss::Revalidate {
+                match (now, watcher.config.on_loss) {
+                    (BackboneStatus::Disconnected, BackboneLoss::KeepServing) => {}
+                    (BackboneStatus::Disconnected, BackboneLoss::Revalidate) => lost = true,
+                    #[cfg(feature = "nats")]
+                    (BackboneStatus::Disconnected, BackboneLoss::CloseAfter(grace)) => {
+                        lost = true;
+                        let back = tokio::time::timeout(grace, status.wait_for(|s| *s == BackboneStatus::Connected));
+                        if back.await.is_err() {
+                            watcher
+                                .registry
+                                .broadcast(ConnectionCommand::Close(super::registry::CloseReason::BackboneLost));
+                        } else {
+                            lost = false;
                             watcher.registry.broadcast(ConnectionCommand::Reauthorize);
                         }
                     }
-                    BackboneStatus::Connected => {}
+                    (BackboneStatus::Connected, _) if lost => {
+                        lost = false;
+                        watcher.registry.broadcast(ConnectionCommand::Reauthorize);
+                    }
+                    (BackboneStatus::Connected, _) => {}
                 }
             }
             core::future::pending::<()>().await;
