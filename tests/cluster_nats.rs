@@ -373,3 +373,25 @@ async fn each_backbone_loss_mode_does_what_it_says() {
     }
     assert_eq!(on_keep.try_recv(), None, "KeepServing does not re-validate (Phoenix's unsafe behaviour)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_one_session_leaves_the_users_other_session_alone() {
+    let audit = Arc::new(MemorySink::new());
+    let (_cluster, [a, b, c]) = three_nodes(&audit).await;
+    // `live_socket_id` is per session token (as phx.gen.auth): alice's laptop
+    // and phone are two ids, each with tabs on both nodes.
+    let (laptop, phone) = (id("users_sessions:alice-laptop"), id("users_sessions:alice-phone"));
+    let (_l1, mut laptop_b) = b.register(laptop.clone(), KeyId(1)).await.unwrap();
+    let (_l2, mut laptop_c) = c.register(laptop.clone(), KeyId(1)).await.unwrap();
+    let (_p1, mut phone_b) = b.register(phone.clone(), KeyId(1)).await.unwrap();
+    let (_p2, mut phone_c) = c.register(phone.clone(), KeyId(1)).await.unwrap();
+    let report = a.disconnect(&laptop, deadline()).await.unwrap();
+    assert_eq!(report.connections(), 2);
+    let closed = Some(ConnectionCommand::Close(CloseReason::Disconnected));
+    assert_eq!((next(&mut laptop_b).await, next(&mut laptop_c).await), (closed, closed));
+    assert_eq!((phone_b.try_recv(), phone_c.try_recv()), (None, None));
+    // "Log out everywhere" is one disconnect per session id.
+    let report = a.disconnect(&phone, deadline()).await.unwrap();
+    assert_eq!(report.connections(), 2);
+    assert_eq!((next(&mut phone_b).await, next(&mut phone_c).await), (closed, closed));
+}
