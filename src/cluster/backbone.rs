@@ -123,8 +123,10 @@ pub trait Backbone: Send + Sync + 'static {
         })
     }
 
-    /// Resolves once every earlier publish and subscribe has reached the
-    /// broker, so interest registered before it is live.
+    /// Resolves once every earlier publish and subscribe was handed to the
+    /// broker connection, in order: the broker applies them before anything
+    /// this node publishes later. (With NATS, other servers of a cluster
+    /// learn a subscription over their routes a moment later.)
     fn flush(&self) -> BoxFuture<'_, Result<(), BackboneError>>;
 
     /// The connection status, updated as it changes.

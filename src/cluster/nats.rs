@@ -91,6 +91,12 @@ impl Backbone for Nats {
             let mut subscriber = self.client.subscribe(subject).await.map_err(|_| BackboneError::Unavailable)?;
             let forward = tokio::spawn(async move {
                 while let Some(message) = subscriber.next().await {
+                    // Status messages (e.g. 503 "no responders" to a command
+                    // published where no node holds the id) carry no payload
+                    // of ours.
+                    if message.status.is_some() {
+                        continue;
+                    }
                     let delivery = Delivery {
                         subject: message.subject.to_string(),
                         reply: message.reply.map(|reply| reply.to_string()),

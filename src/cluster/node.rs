@@ -146,6 +146,9 @@ impl Report {
 pub enum NodeError {
     /// The prefix is not one or more tokens of `[A-Za-z0-9_-]`.
     InvalidPrefix,
+    /// The node name is not one token of `[A-Za-z0-9_-]` (it names the
+    /// node's inbox subject).
+    InvalidName,
     /// The backbone failed.
     Backbone(BackboneError),
     /// The command could not be signed or its id drawn.
@@ -156,6 +159,7 @@ impl std::fmt::Display for NodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::InvalidPrefix => f.write_str("the subject prefix must be tokens of [A-Za-z0-9_-]"),
+            Self::InvalidName => f.write_str("the node name must be one token of [A-Za-z0-9_-]"),
             Self::Backbone(err) => write!(f, "backbone: {err}"),
             Self::Sign => f.write_str("the control message could not be signed"),
         }
@@ -185,6 +189,8 @@ pub struct Node {
     /// Per-id subscriptions ([`InterestMode::PerId`]); the async lock orders
     /// subscribing and unsubscribing one id.
     per_id: tokio::sync::Mutex<HashMap<LiveSocketId, Interest>>,
+    /// Commands awaiting answers, by message id.
+    pending: Mutex<HashMap<MessageId, mpsc::UnboundedSender<(String, u32)>>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -208,18 +214,26 @@ impl Node {
         backbone: Arc<dyn Backbone>,
         audit: Arc<dyn AuditSink>,
     ) -> Result<(Arc<Self>, impl Future<Output = ()> + Send + 'static), NodeError> {
-        let valid_token =
-            |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !config.prefix.split('.').all(valid_token) {
             return Err(NodeError::InvalidPrefix);
         }
         let codec = ControlCodec::new(ring, config.control_max_age_secs, config.clock_skew_ms);
+        if !valid_token(&config.name) {
+            return Err(NodeError::InvalidName);
+        }
         let (sink, deliveries) = mpsc::unbounded_channel();
-        let subject = match config.interest {
-            InterestMode::Wildcard => std::format!("{}.>", config.prefix),
-            InterestMode::PerId => std::format!("{}.control", config.prefix),
-        };
-        let interest = backbone.subscribe_into(subject, sink.clone()).await?;
+        // Answers to this node's commands arrive on one inbox of its own.
+        let mut subjects = std::vec![
+            std::format!("{}.control", config.prefix),
+            std::format!("{}.inbox.{}.*", config.prefix, config.name),
+        ];
+        if config.interest == InterestMode::Wildcard {
+            subjects.push(std::format!("{}.socket.*", config.prefix));
+        }
+        let mut interests = Vec::new();
+        for subject in subjects {
+            interests.push(backbone.subscribe_into(subject, sink.clone()).await?);
+        }
         backbone.flush().await?;
         let (registry, changes) = match config.interest {
             InterestMode::Wildcard => (Registry::new(), None),
@@ -238,8 +252,9 @@ impl Node {
             audit,
             sink,
             per_id: tokio::sync::Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
         });
-        Ok((Arc::clone(&node), node.drive(interest, deliveries, changes)))
+        Ok((Arc::clone(&node), node.drive(interests, deliveries, changes)))
     }
 
     /// The node's name.
@@ -255,7 +270,9 @@ impl Node {
     /// Registers a live connection, and returns once the node's interest in
     /// `id` is live at the broker, so a disconnect published from then on
     /// reaches it: register first, then validate the session for the last
-    /// time (DESIGN invariant 9).
+    /// time (DESIGN invariant 9). With [`InterestMode::PerId`] the first
+    /// connection of an id subscribes and waits for a probe to come back
+    /// through the node's driver, which must be running.
     pub async fn register(
         &self,
         id: LiveSocketId,
@@ -267,10 +284,31 @@ impl Node {
         let mut per_id = self.per_id.lock().await;
         if !per_id.contains_key(&id) {
             let interest = self.backbone.subscribe_into(self.socket_subject(&id), self.sink.clone()).await?;
-            self.backbone.flush().await?;
+            self.sync().await?;
             per_id.insert(id.clone(), interest);
         }
         Ok(self.registry.register(id, key_id))
+    }
+
+    /// Returns once the broker has applied everything this node sent before:
+    /// a signed probe goes to the node's own inbox, and the broker handles a
+    /// connection's operations in order, so when the probe comes back every
+    /// earlier subscription is live at the node's server.
+    async fn sync(&self) -> Result<(), NodeError> {
+        let probe = MessageId::random(&mut OsRandom).map_err(|_| NodeError::Sign)?;
+        let (echo, mut echoed) = mpsc::unbounded_channel();
+        self.lock_pending().insert(probe, echo);
+        let wire = self.encode(Command::Ack { to: probe, connections: 0 }).map(|(_, wire)| wire);
+        let subject = std::format!("{}.inbox.{}.{}", self.config.prefix, self.config.name, probe.to_hex());
+        let result = match wire {
+            Ok(wire) => match self.backbone.publish(subject, None, wire.into_bytes()).await {
+                Ok(()) => echoed.recv().await.map(|_| ()).ok_or(NodeError::Backbone(BackboneError::Unavailable)),
+                Err(err) => Err(err.into()),
+            },
+            Err(err) => Err(err),
+        };
+        self.lock_pending().remove(&probe);
+        result
     }
 
     /// Drops the subscription of an id whose last connection left, unless
@@ -349,32 +387,31 @@ impl Node {
         deadline: impl Future<Output = ()>,
     ) -> Result<Report, NodeError> {
         let (message, wire) = self.encode(command)?;
-        // Answers come back under the prefix too, so an application user
-        // confined to it needs no other subjects.
-        let inbox = std::format!("{}.inbox.{}", self.config.prefix, message.to_hex());
-        let mut replies = self.backbone.subscribe(inbox.clone()).await?;
-        self.backbone.flush().await?;
+        let (answers, mut replies) = mpsc::unbounded_channel();
+        self.lock_pending().insert(message, answers);
+        let inbox = std::format!("{}.inbox.{}.{}", self.config.prefix, self.config.name, message.to_hex());
         let expected = self.members();
-        self.backbone.publish(subject, Some(inbox), wire.into_bytes()).await?;
+        let published = self.backbone.publish(subject, Some(inbox), wire.into_bytes()).await;
         let mut answered = BTreeMap::new();
-        let collect = async {
-            while let Some(reply) = replies.next().await {
-                let Some(ControlMessage { node, command: Command::Ack { to, connections }, .. }) = self.accept(&reply)
-                else {
-                    continue;
-                };
-                self.saw(&node);
-                if to == message {
+        if published.is_ok() {
+            let collect = async {
+                while let Some((node, connections)) = replies.recv().await {
                     answered.insert(node, connections);
                     if expected.iter().all(|member| answered.contains_key(member)) {
                         break;
                     }
                 }
-            }
-        };
-        race(collect, deadline).await;
+            };
+            race(collect, deadline).await;
+        }
+        self.lock_pending().remove(&message);
+        published?;
         let silent = expected.into_iter().filter(|member| !answered.contains_key(member)).collect();
         Ok(Report { message, answered, silent })
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<MessageId, mpsc::UnboundedSender<(String, u32)>>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Decodes a control message, or audits why it was refused.
@@ -398,14 +435,14 @@ impl Node {
 
     fn drive(
         self: Arc<Self>,
-        interest: Interest,
+        interests: Vec<Interest>,
         mut deliveries: mpsc::UnboundedReceiver<Delivery>,
         changes: Option<mpsc::UnboundedReceiver<InterestChange>>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let mut status = self.backbone.status();
         let (watcher, forgetter) = (Arc::clone(&self), Arc::clone(&self));
         let obey = async move {
-            let _interest = interest;
+            let _interests = interests;
             while let Some(delivery) = deliveries.recv().await {
                 self.obey(delivery).await;
             }
@@ -451,11 +488,14 @@ impl Node {
     }
 
     async fn obey(&self, delivery: Delivery) {
-        // Answers to this node's commands are collected by `command`.
-        if delivery.subject.strip_prefix(self.config.prefix.as_str()).is_some_and(|rest| rest.starts_with(".inbox.")) {
+        let Some(ControlMessage { id: to, node, command }) = self.accept(&delivery) else { return };
+        if let Command::Ack { to, connections } = command {
+            self.saw(&node);
+            if let Some(waiting) = self.lock_pending().get(&to) {
+                let _ = waiting.send((node, connections));
+            }
             return;
         }
-        let Some(ControlMessage { id: to, node, command }) = self.accept(&delivery) else { return };
         let connections = match command {
             Command::Disconnect(id) | Command::Reauthorize(id) if delivery.subject != self.socket_subject(&id) => {
                 self.audit.record(AuditRecord::ControlRefused {
@@ -475,6 +515,10 @@ impl Node {
             let _ = self.backbone.publish(reply, None, wire.into_bytes()).await;
         }
     }
+}
+
+fn valid_token(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Runs two futures until the first finishes.

@@ -1,11 +1,11 @@
 //! The node-local registry of live connections by `live_socket_id`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::vec::Vec;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::keys::KeyId;
 use crate::socket_id::LiveSocketId;
@@ -29,6 +29,28 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    fn bits(self) -> u8 {
+        match self {
+            Self::Disconnected => 1,
+            Self::KeyRetired => 2,
+            Self::Revalidated => 3,
+            Self::BackboneLost => 4,
+            Self::Shutdown => 5,
+        }
+    }
+
+    fn from_bits(bits: u8) -> Self {
+        // Several closes may coalesce; the highest-numbered wins, which is
+        // as good as any: each closes the connection.
+        match bits {
+            b if b >= 5 => Self::Shutdown,
+            4 => Self::BackboneLost,
+            3 => Self::Revalidated,
+            2 => Self::KeyRetired,
+            _ => Self::Disconnected,
+        }
+    }
+
     /// The WebSocket close code for this reason.
     pub fn close_code(self) -> u16 {
         match self {
@@ -47,28 +69,76 @@ pub enum ConnectionCommand {
     Reauthorize,
 }
 
+/// Where the registry leaves commands for one connection: a single word of
+/// pending commands and a wake-up, instead of a queue. Commands coalesce:
+/// a close wins over a re-authorization, and repeated ones are one.
+#[derive(Debug, Default)]
+struct Slot {
+    pending: AtomicU8,
+    notify: Notify,
+}
+
+const REAUTHORIZE: u8 = 1;
+const UNREGISTERED: u8 = 2;
+const CLOSE_SHIFT: u8 = 2;
+
+impl Slot {
+    fn post(&self, bits: u8) {
+        self.pending.fetch_or(bits, Ordering::AcqRel);
+        // Stores a permit when nobody waits, so no wake-up is lost.
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> Option<Option<ConnectionCommand>> {
+        let bits = self.pending.swap(0, Ordering::AcqRel);
+        let close = bits >> CLOSE_SHIFT;
+        if close != 0 {
+            return Some(Some(ConnectionCommand::Close(CloseReason::from_bits(close))));
+        }
+        if bits & REAUTHORIZE != 0 {
+            return Some(Some(ConnectionCommand::Reauthorize));
+        }
+        (bits & UNREGISTERED != 0).then_some(None)
+    }
+}
+
 /// The receiving end a live connection listens on for [`ConnectionCommand`]s.
 #[derive(Debug)]
 pub struct ConnectionEvents {
-    rx: mpsc::UnboundedReceiver<ConnectionCommand>,
+    slot: Arc<Slot>,
 }
 
 impl ConnectionEvents {
-    /// The next command; `None` once the registry dropped the connection.
+    /// The next command; `None` once the connection's [`Registration`] was
+    /// dropped.
     pub async fn recv(&mut self) -> Option<ConnectionCommand> {
-        self.rx.recv().await
+        loop {
+            if let Some(command) = self.slot.take() {
+                return command;
+            }
+            self.slot.notify.notified().await;
+        }
     }
 
     /// A command already waiting, without blocking.
     pub fn try_recv(&mut self) -> Option<ConnectionCommand> {
-        self.rx.try_recv().ok()
+        self.slot.take().flatten()
     }
 }
 
 struct Entry {
     conn: u64,
     key_id: KeyId,
-    tx: mpsc::UnboundedSender<ConnectionCommand>,
+    slot: Arc<Slot>,
+}
+
+impl Entry {
+    fn post(&self, command: ConnectionCommand) {
+        self.slot.post(match command {
+            ConnectionCommand::Reauthorize => REAUTHORIZE,
+            ConnectionCommand::Close(reason) => reason.bits() << CLOSE_SHIFT,
+        });
+    }
 }
 
 /// A change of this node's interest in a `live_socket_id`: the first
@@ -85,7 +155,7 @@ pub enum InterestChange {
 /// (a connection scan covers only one id's tabs).
 #[derive(Default)]
 pub struct Registry {
-    by_id: Mutex<HashMap<LiveSocketId, Vec<Entry>>>,
+    by_id: Mutex<HashMap<Arc<LiveSocketId>, Vec<Entry>>>,
     next: AtomicU64,
     interest: Option<mpsc::UnboundedSender<InterestChange>>,
 }
@@ -100,8 +170,9 @@ impl std::fmt::Debug for Registry {
 #[derive(Debug)]
 pub struct Registration {
     registry: Arc<Registry>,
-    id: LiveSocketId,
+    id: Arc<LiveSocketId>,
     conn: u64,
+    slot: Arc<Slot>,
 }
 
 impl Registration {
@@ -114,6 +185,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.registry.unregister(&self.id, self.conn);
+        self.slot.post(UNREGISTERED);
     }
 }
 
@@ -129,7 +201,7 @@ impl Registry {
         Self { interest: Some(interest), ..Self::default() }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<LiveSocketId, Vec<Entry>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<LiveSocketId>, Vec<Entry>>> {
         // A poisoned lock only means a panic elsewhere mid-update of a map
         // whose every update is a single insert or remove: keep serving.
         self.by_id.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -139,18 +211,31 @@ impl Registry {
     /// under `key_id`. The connection listens on the returned events and
     /// stays registered until the [`Registration`] is dropped.
     pub fn register(self: &Arc<Self>, id: LiveSocketId, key_id: KeyId) -> (Registration, ConnectionEvents) {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let slot = Arc::new(Slot::default());
         let conn = self.next.fetch_add(1, Ordering::Relaxed);
-        let first = {
+        let (id, first) = {
             let mut map = self.lock();
-            let entries = map.entry(id.clone()).or_default();
-            entries.push(Entry { conn, key_id, tx });
-            entries.len() == 1
+            let entry = Entry { conn, key_id, slot: Arc::clone(&slot) };
+            // One allocation of the id, shared by the map and the registration.
+            match map.get_key_value(&id) {
+                Some((key, _)) => {
+                    let key = Arc::clone(key);
+                    map.entry(Arc::clone(&key)).or_default().push(entry);
+                    (key, false)
+                }
+                None => {
+                    let key = Arc::new(id);
+                    // Most ids have one tab: `vec!` reserves room for it only.
+                    map.insert(Arc::clone(&key), std::vec![entry]);
+                    (key, true)
+                }
+            }
         };
         if first {
-            self.notify(InterestChange::Added(id.clone()));
+            self.notify(InterestChange::Added(LiveSocketId::clone(&id)));
         }
-        (Registration { registry: Arc::clone(self), id, conn }, ConnectionEvents { rx })
+        let events = ConnectionEvents { slot: Arc::clone(&slot) };
+        (Registration { registry: Arc::clone(self), id, conn, slot }, events)
     }
 
     fn unregister(&self, id: &LiveSocketId, conn: u64) {
@@ -165,7 +250,7 @@ impl Registry {
             empty
         };
         if last {
-            self.notify(InterestChange::Removed(id.clone()));
+            self.notify(InterestChange::Removed(LiveSocketId::clone(id)));
         }
     }
 
@@ -182,7 +267,8 @@ impl Registry {
     pub fn send(&self, id: &LiveSocketId, command: ConnectionCommand) -> u32 {
         let map = self.lock();
         let Some(entries) = map.get(id) else { return 0 };
-        count(entries.iter().filter(|entry| entry.tx.send(command).is_ok()))
+        entries.iter().for_each(|entry| entry.post(command));
+        count(entries.len())
     }
 
     /// Closes every connection under `id`.
@@ -193,18 +279,14 @@ impl Registry {
     /// Closes every connection whose session was verified under `key_id`.
     pub fn retire_key(&self, key_id: KeyId) -> u32 {
         let map = self.lock();
-        count(
-            map.values()
-                .flatten()
-                .filter(|entry| entry.key_id == key_id)
-                .filter(|entry| entry.tx.send(ConnectionCommand::Close(CloseReason::KeyRetired)).is_ok()),
-        )
+        let retired = map.values().flatten().filter(|entry| entry.key_id == key_id);
+        count(retired.inspect(|entry| entry.post(ConnectionCommand::Close(CloseReason::KeyRetired))).count())
     }
 
     /// Sends `command` to every connection of this node.
     pub fn broadcast(&self, command: ConnectionCommand) -> u32 {
         let map = self.lock();
-        count(map.values().flatten().filter(|entry| entry.tx.send(command).is_ok()))
+        count(map.values().flatten().inspect(|entry| entry.post(command)).count())
     }
 
     /// How many connections are registered under `id`.
@@ -228,13 +310,14 @@ impl Registry {
     }
 }
 
-fn count<T>(items: impl Iterator<Item = T>) -> u32 {
-    u32::try_from(items.count()).unwrap_or(u32::MAX)
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
 
     fn id(s: &str) -> LiveSocketId {
         LiveSocketId::new(s).unwrap()
@@ -277,6 +360,24 @@ mod tests {
         assert_eq!(registry.retire_key(KeyId(1)), 1);
         assert_eq!(old.try_recv(), Some(ConnectionCommand::Close(CloseReason::KeyRetired)));
         assert_eq!(new.try_recv(), None);
+    }
+
+    #[test]
+    fn commands_coalesce_and_a_close_wins() {
+        let registry = Arc::new(Registry::new());
+        let (registration, mut events) = registry.register(id("a"), KeyId(1));
+        registry.send(&id("a"), ConnectionCommand::Reauthorize);
+        registry.send(&id("a"), ConnectionCommand::Reauthorize);
+        assert_eq!(events.try_recv(), Some(ConnectionCommand::Reauthorize));
+        assert_eq!(events.try_recv(), None, "two re-authorizations are one");
+        registry.send(&id("a"), ConnectionCommand::Reauthorize);
+        registry.disconnect(&id("a"));
+        assert_eq!(events.try_recv(), Some(ConnectionCommand::Close(CloseReason::Disconnected)));
+        drop(registration);
+        let mut recv = std::pin::pin!(events.recv());
+        let waker = std::task::Waker::noop();
+        let polled = recv.as_mut().poll(&mut std::task::Context::from_waker(waker));
+        assert_eq!(polled, std::task::Poll::Ready(None), "unregistered: no more commands");
     }
 
     #[test]
