@@ -655,16 +655,6 @@ async fn run(scale: &Scale, quick: bool) {
     let id_cost = per_item(before, live(), n);
     drop(clones);
 
-    // The per-connection command channel alone.
-    let mut channels = Vec::with_capacity(n);
-    settle().await;
-    let before = live();
-    for _ in 0..n {
-        channels.push(tokio::sync::mpsc::unbounded_channel::<ConnectionCommand>());
-    }
-    let channel_cost = per_item(before, live(), n);
-    drop(channels);
-
     // Wildcard: register n connections on c (ids built beforehand and moved
     // in, so their own Strings are not in the delta).
     let mut wc_held: Vec<Held> = Vec::with_capacity(n);
@@ -981,7 +971,6 @@ async fn run(scale: &Scale, quick: bool) {
     println!("{:<66} {:>10} {:>8}", "what (per connection / id)", "bytes", "blocks");
     let memory_rows = [
         ("the id's own String (LiveSocketId clone, measured)", id_cost),
-        ("tokio unbounded channel alone (ConnectionEvents), measured", channel_cost),
         ("Wildcard: Node::register, beyond the id", wildcard_cost),
         ("PerId: Node::register incl. its NATS subscription, beyond the id", per_id_cost),
         ("plain async-nats Client::subscribe (client side)", nats_sub_cost),
@@ -994,10 +983,7 @@ async fn run(scale: &Scale, quick: bool) {
         per_id_register_time.as_secs_f64() * 1e3
     );
     println!(
-        "Wildcard = channel {:.0} + second copy of the id (map key) {:.0} + hash table share and Vec<Entry> {:.0}",
-        channel_cost.0,
-        id_cost.0,
-        wildcard_cost.0 - channel_cost.0 - id_cost.0
+        "Wildcard = the registry entry (connection number, key id, shared close slot) and the id's map key, shared by its connections"
     );
     println!("PerId interest beyond the Wildcard registry: {:.0} B per id", per_id_cost.0 - wildcard_cost.0);
     println!(
