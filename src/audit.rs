@@ -99,6 +99,28 @@ pub enum AuditRecord {
         /// Why it was ignored.
         reason: String,
     },
+    /// A WebSocket upgrade was refused (wrong path, protocol version or
+    /// Origin).
+    HandshakeRefused {
+        /// The HTTP status the client got.
+        status: u16,
+        /// Why, in detail.
+        detail: String,
+    },
+    /// A WebSocket was accepted without a session: its cookie or CSRF token
+    /// did not verify, so every join answers `stale`.
+    NoSession {
+        /// Why, in detail.
+        detail: String,
+    },
+    /// The server closed a live connection because of what the client sent
+    /// (a malformed or oversized frame, an idle timeout).
+    ConnectionClosed {
+        /// The WebSocket close code.
+        code: u16,
+        /// Why, in detail.
+        detail: String,
+    },
     /// A token or cookie was refused.
     TokenRefused {
         /// What kind of token (its purpose or the cookie name).
@@ -121,6 +143,9 @@ impl fmt::Display for AuditRecord {
             Self::MountFailed { phase, view, status } => write!(f, "mount failed: {view} answered {status} ({phase})"),
             Self::JoinRefused { topic, reply, detail } => write!(f, "join refused: {topic} -> {reply}: {detail}"),
             Self::EventDenied { view, event, rule } => write!(f, "event denied: {event:?} on {view} by {rule}"),
+            Self::HandshakeRefused { status, detail } => write!(f, "websocket refused with {status}: {detail}"),
+            Self::NoSession { detail } => write!(f, "websocket accepted without a session: {detail}"),
+            Self::ConnectionClosed { code, detail } => write!(f, "connection closed with {code}: {detail}"),
             Self::TokenRefused { purpose, rejection } => write!(f, "token refused: {purpose}: {rejection}"),
             Self::ControlRefused { subject, reason } => write!(f, "control message refused on {subject}: {reason}"),
         }

@@ -76,6 +76,7 @@
 //! |---|---|---|
 //! | `std` | yes | [`Timestamp::now`], [`OsRandom`], `Cookie`/`Set-Cookie` headers ([`session::SessionCookie::set_cookie_header`]), the `tracing` audit sink ([`audit::TracingSink`]), the node registry and in-process backbone of [`cluster`] |
 //! | `nats` | no | the NATS backbone (`cluster::nats`, async-nats on tokio) |
+//! | `ws` | no | the WebSocket endpoint speaking Phoenix Channels V2 (`ws`, tokio-tungstenite) |
 //!
 //! Without default features the crate is `no_std` + `alloc`.
 
@@ -102,6 +103,8 @@ pub mod session;
 pub mod socket_id;
 pub mod time;
 pub mod token;
+#[cfg(feature = "ws")]
+pub mod ws;
 
 #[cfg(feature = "std")]
 pub use random::OsRandom;

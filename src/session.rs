@@ -207,12 +207,22 @@ pub struct DecodedSession {
     pub session: Session,
     /// The key that verified the cookie, when one did.
     pub key_id: Option<KeyId>,
+    /// When the verified cookie stops being valid (its max age), or `None`
+    /// when it never does or nothing verified. A live connection opened with
+    /// this session closes at that instant so the client re-authenticates.
+    pub expires_at: Option<Timestamp>,
     /// Why a cookie that was present was refused (for the audit log).
     pub rejection: Option<Rejection>,
     /// The cookie was read with a rotating option or an older key of the
     /// ring: write it again so it moves to the primary keys before the old
     /// ones are retired.
     pub needs_rewrite: bool,
+}
+
+impl DecodedSession {
+    fn empty(rejection: Option<Rejection>) -> Self {
+        Self { session: Session::new(), key_id: None, expires_at: None, rejection, needs_rewrite: false }
+    }
 }
 
 /// Reads and writes one session cookie.
@@ -350,28 +360,39 @@ impl SessionCookie {
     /// Never fails: a refused cookie yields an empty session and a rejection.
     pub fn decode(&self, value: Option<&str>, now: Timestamp) -> DecodedSession {
         let Some(value) = value else {
-            return DecodedSession { session: Session::new(), key_id: None, rejection: None, needs_rewrite: false };
+            return DecodedSession::empty(None);
         };
         let mut first_rejection = None;
         for (index, codec) in core::iter::once(&self.primary).chain(&self.rotating).enumerate() {
             match self.decode_with(codec, value, now) {
-                Ok((key_id, session)) => {
+                Ok((key_id, expires_at, session)) => {
                     let needs_rewrite = index > 0 || self.primary.primary_id() != Some(key_id);
-                    return DecodedSession { session, key_id: Some(key_id), rejection: None, needs_rewrite };
+                    return DecodedSession {
+                        session,
+                        key_id: Some(key_id),
+                        expires_at,
+                        rejection: None,
+                        needs_rewrite,
+                    };
                 }
                 Err(rejection) => {
                     first_rejection.get_or_insert(rejection);
                 }
             }
         }
-        DecodedSession { session: Session::new(), key_id: None, rejection: first_rejection, needs_rewrite: false }
+        DecodedSession::empty(first_rejection)
     }
 
-    fn decode_with(&self, codec: &Codec, value: &str, now: Timestamp) -> Result<(KeyId, Session), Rejection> {
+    fn decode_with(
+        &self,
+        codec: &Codec,
+        value: &str,
+        now: Timestamp,
+    ) -> Result<(KeyId, Option<Timestamp>, Session), Rejection> {
         codec.open(Some(value), MAX_COOKIE_LEN, |key_id, payload| {
             let verified =
                 token::decode_payload::<BTreeMap<String, Vec<u8>>>(payload, key_id, now, None, self.clock_skew_ms)?;
-            Ok((key_id, Session { entries: verified.data }))
+            Ok((key_id, verified.expires_at, Session { entries: verified.data }))
         })
     }
 }

@@ -277,6 +277,11 @@ impl LiveApp {
         self
     }
 
+    /// The limits on event payloads.
+    pub fn limits(&self) -> EventLimits {
+        self.limits
+    }
+
     /// The router.
     pub fn router(&self) -> &LiveRouter {
         &self.router
@@ -653,7 +658,7 @@ fn view_id(rng: &mut impl SecureRandom) -> Result<String, PipelineError> {
 
 /// The deepest nesting of `[` and `{` in JSON text, outside strings. An
 /// over-estimate for invalid JSON, which the parser refuses anyway.
-fn text_depth(raw: &str) -> usize {
+pub(crate) fn text_depth(raw: &str) -> usize {
     let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
     for byte in raw.bytes() {
         if in_string {

@@ -14,23 +14,28 @@
 //!   `live_session`, run every hook and the mount again.
 //! - [`LiveApp::handle_event`] refuses undeclared events and those their
 //!   policy denies before any application code runs.
+//! - [`LiveConnection`] is one client connection's Channels V2 protocol state
+//!   ([`wire`] frames), without I/O: the WebSocket adapter feeds it frames.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 
 mod app;
 mod assigns;
+mod connection;
 mod hook;
 mod join_token;
 mod router;
 mod socket;
 mod view;
+pub mod wire;
 
 pub use app::{
     EventLimits, EventOutcome, EventRefusal, HttpOutcome, HttpRequest, JoinError, JoinRequest, Joined, LiveApp,
     MAX_EVENT_DEPTH, Page, PipelineError,
 };
 pub use assigns::{AssignKey, Assigns};
+pub use connection::{DEFAULT_MAX_CHANNELS, LiveConnection};
 pub use hook::{BoxFuture, EventFlow, EventHook, Flow, OnMount};
 pub use join_token::JOIN_TOKEN_VERSION;
 pub use router::{
