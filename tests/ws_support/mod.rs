@@ -68,11 +68,20 @@ impl Site {
 
     /// The same, with a session cookie that lapses after `max_age`.
     pub fn page_with(&self, session: &Session, url: &str, max_age: MaxAge) -> PageData {
+        self.render(session, url, max_age, Timestamp::now())
+    }
+
+    /// The same, rendered (tokens and cookie signed) at `then`.
+    pub fn page_at(&self, session: &Session, url: &str, then: Timestamp) -> PageData {
+        self.render(session, url, MaxAge::Unlimited, then)
+    }
+
+    fn render(&self, session: &Session, url: &str, max_age: MaxAge, now: Timestamp) -> PageData {
         let request = HttpRequest { url: url.into(), session: session.clone(), assigns: Assigns::new() };
-        let outcome = block_on(self.app.http_mount(request, Timestamp::now(), &mut OsRandom)).expect("a pipeline");
+        let outcome = block_on(self.app.http_mount(request, now, &mut OsRandom)).expect("a pipeline");
         let HttpOutcome::Page(page) = outcome else { panic!("{url} did not render: {outcome:?}") };
         let cookie = self.cookie.clone().max_age(max_age);
-        let value = cookie.encode(&page.session, Timestamp::now(), &mut OsRandom).expect("a cookie");
+        let value = cookie.encode(&page.session, now, &mut OsRandom).expect("a cookie");
         PageData {
             cookie: format!("{COOKIE}={value}"),
             csrf_token: page.csrf_token.as_str().to_string(),
