@@ -21,7 +21,10 @@
 //!   to the cookie session, and deny-by-default event authorization;
 //! - [`audit`]: a structured record of every security decision;
 //! - [`cluster`]: MAC'd control messages, the node registry, and
-//!   acknowledged disconnects across the nodes of a cluster.
+//!   acknowledged disconnects across the nodes of a cluster;
+//! - `ws` (feature `ws`): the WebSocket endpoint speaking Phoenix Channels
+//!   V2, so the official phoenix.js client connects, joins and is
+//!   disconnected from any node.
 //!
 //! ## Design
 //!
@@ -51,6 +54,15 @@
 //! and disconnecting its `live_socket_id`. The `Origin` header is a browser
 //! signal that non-browser clients can forge; it protects against cross-site
 //! WebSocket hijacking, and CSRF tokens protect the session either way.
+//!
+//! **The WebSocket.** An upgrade is checked before it is accepted: path,
+//! protocol version and `Origin` (refused with 403). The cookie session and
+//! the `_csrf_token` parameter are verified on every connect, never carried
+//! over from the HTTP phase; when either fails the connection has no session
+//! and every join answers `stale`. Each join re-runs the `on_mount` hooks,
+//! after the connection registered under its `live_socket_id`, so a
+//! disconnect racing a mount wins. A connection ends when its session
+//! cookie's max age lapses.
 //!
 //! **What callers learn.** Verification answers only `Invalid`, `Expired` or
 //! `Missing` ([`token::VerifyErrorKind`]); the detailed reason

@@ -437,3 +437,24 @@ async fn reauthorize_redirects_revoked_views_in_place_and_keeps_the_others() {
     assert_eq!(client.reply(&msg_ref).await, ("error".into(), json!({"reason": "unmatched topic"})));
     served.shutdown().await;
 }
+
+#[tokio::test]
+async fn event_payloads_over_the_apps_limit_are_refused_without_reaching_the_view() {
+    let site = Site::new();
+    let served = single_node(&site, Site::config()).await;
+    let page = site.page(&site.login("alice-token"), "/projects");
+    let mut client = open(&served, &page).await;
+    let (_, _, join_ref) = client.join(&page).await;
+    // Under the transport's 128 KiB, over the app's 64 KiB.
+    let value = json!({"id": 10, "padding": "x".repeat(70 * 1024)});
+    let payload = json!({"type": "click", "event": "delete", "value": value});
+    let msg_ref = client.push(Some(&join_ref), &page.topic, "event", payload).await;
+    assert_eq!(client.reply(&msg_ref).await, ("error".into(), json!({"reason": "invalid payload"})));
+    assert_eq!(site.counters.handled(), 0);
+    // A large frame whose value is small passes.
+    let payload =
+        json!({"type": "click", "event": "delete", "value": {"id": 10}, "cid": null, "meta": "y".repeat(70 * 1024)});
+    let msg_ref = client.push(Some(&join_ref), &page.topic, "event", payload).await;
+    assert_eq!(client.reply(&msg_ref).await.0, "ok");
+    served.shutdown().await;
+}

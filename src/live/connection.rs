@@ -11,9 +11,10 @@ use alloc::vec::Vec;
 
 use serde_json::{Value, json};
 
-use super::app::{JoinError, JoinRequest, Joined, LiveApp};
+use super::app::{EventRefusal, JoinError, JoinRequest, Joined, LiveApp};
 use super::socket::Redirect;
 use super::wire::{self, FrameError, Message};
+use crate::audit::AuditRecord;
 use crate::session::Session;
 use crate::time::Timestamp;
 
@@ -63,11 +64,11 @@ impl LiveConnection {
     pub async fn receive(&mut self, text: &str, now: Timestamp, out: &mut Vec<String>) -> Result<(), FrameError> {
         // The frame's array and the event envelope sit above the payload.
         let message = wire::decode(text, self.app.limits().max_depth.saturating_add(3))?;
-        self.dispatch(message, now, out).await;
+        self.dispatch(message, text.len(), now, out).await;
         Ok(())
     }
 
-    async fn dispatch(&mut self, message: Message, now: Timestamp, out: &mut Vec<String>) {
+    async fn dispatch(&mut self, message: Message, frame_len: usize, now: Timestamp, out: &mut Vec<String>) {
         let Message { join_ref, msg_ref, topic, event, payload } = message;
         let reply =
             |ok: bool, response: Value| wire::reply(join_ref.as_deref(), msg_ref.as_deref(), &topic, ok, response);
@@ -112,6 +113,18 @@ impl LiveConnection {
                     return;
                 };
                 let value = payload.get("value").cloned().unwrap_or_else(|| json!({}));
+                // The value is part of the frame: measure it only when the
+                // frame itself is over the limit.
+                let max_bytes = self.app.limits().max_bytes;
+                if frame_len > max_bytes && serde_json::to_string(&value).map_or(true, |text| text.len() > max_bytes) {
+                    self.app.audit().record(AuditRecord::EventDenied {
+                        view: String::from(channel.joined.socket.view()),
+                        event: String::from(name),
+                        rule: String::from("payload size limit"),
+                    });
+                    out.push(reply(false, EventRefusal::TooLarge.reply()));
+                    return;
+                }
                 match self.app.handle_event(&mut channel.joined, name, &value).await {
                     Ok(outcome) => {
                         out.push(reply(true, json!({"reply": outcome.reply, "rendered": outcome.rendered})));
