@@ -1,5 +1,6 @@
 //! One connection's loop: frames in, frames out, cluster commands, timers.
 
+use std::boxed::Box;
 use std::format;
 use std::string::String;
 use std::time::Duration;
@@ -115,7 +116,9 @@ pub(super) async fn run<S>(
                 ConnectionCommand::Close(reason) => {
                     break Close { code: reason.close_code(), reason: "going away" };
                 }
-                ConnectionCommand::Reauthorize => conn.reauthorize(&mut out).await,
+                // Boxed: an idle connection's task is only as large as this
+                // loop, not the largest per-frame future.
+                ConnectionCommand::Reauthorize => Box::pin(conn.reauthorize(&mut out)).await,
             },
             () = &mut expired, if expiry.is_some() => break Close { code: 1001, reason: "session expired" },
             () = &mut idle => {
@@ -126,7 +129,7 @@ pub(super) async fn run<S>(
                 idle.as_mut().reset(Instant::now() + idle_timeout);
                 match message {
                     Some(Ok(Message::Text(text))) => {
-                        if let Err(err) = conn.receive(text.as_str(), Timestamp::now(), &mut out).await {
+                        if let Err(err) = Box::pin(conn.receive(text.as_str(), Timestamp::now(), &mut out)).await {
                             audit(1007, format!("{err}"));
                             break Close { code: 1007, reason: "invalid frame" };
                         }

@@ -62,7 +62,8 @@ impl EndpointConfig {
     /// CSRF checked, idle timeout 60 s, 100 channels per connection; and
     /// `origin`, which has no safe default. Frames and messages are limited
     /// to 128 KiB (event payloads to 64 KiB by the [`LiveApp`]), and the
-    /// read buffer is 4 KiB, so an idle connection stays small.
+    /// read buffer is 2 KiB (a join frame is about 0.5 KiB; tungstenite
+    /// grows it for a larger message), so an idle connection stays small.
     pub fn new(origin: OriginPolicy) -> Self {
         Self {
             path: String::from("/live/websocket"),
@@ -70,7 +71,7 @@ impl EndpointConfig {
             origin,
             check_csrf: true,
             max_message_bytes: 128 * 1024,
-            read_buffer_bytes: 4096,
+            read_buffer_bytes: 2048,
             idle_timeout: Duration::from_secs(60),
             max_channels: DEFAULT_MAX_CHANNELS,
         }
@@ -104,7 +105,7 @@ impl EndpointConfig {
         self
     }
 
-    /// The read buffer of each connection (default 4 KiB; tungstenite's
+    /// The read buffer of each connection (default 2 KiB; tungstenite's
     /// 128 KiB costs that much per idle connection).
     pub fn read_buffer_bytes(mut self, bytes: usize) -> Self {
         self.read_buffer_bytes = bytes;
