@@ -20,6 +20,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -49,9 +50,13 @@ pub const MAX_COOKIE_LEN: usize = 4096;
 ///
 /// `Debug` lists the keys, never the values (they hold credentials such as
 /// the user token), and the values are zeroized on drop.
+///
+/// Clones share their entries until one of them changes (copy on write): a
+/// live connection and each of its views hold the same session at the cost
+/// of one, and the last holder zeroizes the values.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Session {
-    entries: BTreeMap<String, Vec<u8>>,
+    entries: Arc<BTreeMap<String, Vec<u8>>>,
 }
 
 impl Session {
@@ -76,7 +81,7 @@ impl Session {
     /// Stores `value` under `key`, replacing any previous value.
     pub fn put<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), ValueError> {
         let bytes = postcard::to_allocvec(value).map_err(|_| ValueError::Encode)?;
-        if let Some(mut old) = self.entries.insert(String::from(key), bytes) {
+        if let Some(mut old) = Arc::make_mut(&mut self.entries).insert(String::from(key), bytes) {
             old.zeroize();
         }
         Ok(())
@@ -84,7 +89,10 @@ impl Session {
 
     /// Removes `key`; returns whether it was present.
     pub fn remove(&mut self, key: &str) -> bool {
-        match self.entries.remove(key) {
+        if !self.entries.contains_key(key) {
+            return false;
+        }
+        match Arc::make_mut(&mut self.entries).remove(key) {
             Some(mut old) => {
                 old.zeroize();
                 true
@@ -95,10 +103,17 @@ impl Session {
 
     /// Removes every key (log out).
     pub fn clear(&mut self) {
-        for value in self.entries.values_mut() {
-            value.zeroize();
+        match Arc::get_mut(&mut self.entries) {
+            Some(entries) => {
+                for value in entries.values_mut() {
+                    value.zeroize();
+                }
+                entries.clear();
+            }
+            // Shared: the other holders still use the values; the last one
+            // zeroizes them.
+            None => self.entries = Arc::default(),
         }
-        self.entries.clear();
     }
 
     /// Whether `key` holds a value.
@@ -118,8 +133,8 @@ impl Session {
 
     /// Copies every entry of `other` over this session (its keys win).
     pub fn extend_from(&mut self, other: &Session) {
-        for (key, value) in &other.entries {
-            if let Some(mut old) = self.entries.insert(key.clone(), value.clone()) {
+        for (key, value) in other.entries.iter() {
+            if let Some(mut old) = Arc::make_mut(&mut self.entries).insert(key.clone(), value.clone()) {
                 old.zeroize();
             }
         }
@@ -130,7 +145,7 @@ impl Session {
     }
 
     pub(crate) fn from_entries(entries: BTreeMap<String, Vec<u8>>) -> Self {
-        Self { entries }
+        Self { entries: Arc::new(entries) }
     }
 
     /// The session's [`LiveSocketId`], if it holds a valid one.
@@ -347,7 +362,8 @@ impl SessionCookie {
         now: Timestamp,
         rng: &mut impl SecureRandom,
     ) -> Result<String, EncodeError> {
-        let payload = token::encode_payload(&session.entries, now, self.max_age).map_err(|_| EncodeError::Serialize)?;
+        let payload =
+            token::encode_payload(&*session.entries, now, self.max_age).map_err(|_| EncodeError::Serialize)?;
         let max_len = MAX_COOKIE_LEN.saturating_sub(self.name.len() + 1);
         self.primary.seal(&payload, max_len, Some(rng)).map_err(|err| match err {
             SignError::TooLarge => EncodeError::TooLarge,
@@ -392,7 +408,7 @@ impl SessionCookie {
         codec.open(Some(value), MAX_COOKIE_LEN, |key_id, payload| {
             let verified =
                 token::decode_payload::<BTreeMap<String, Vec<u8>>>(payload, key_id, now, None, self.clock_skew_ms)?;
-            Ok((key_id, verified.expires_at, Session { entries: verified.data }))
+            Ok((key_id, verified.expires_at, Session::from_entries(verified.data)))
         })
     }
 }

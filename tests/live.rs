@@ -150,7 +150,8 @@ fn user_auth_connected_phase_joins_a_confirmed_user() {
     assert_eq!(joined.socket.view(), "DashboardLive");
     assert_eq!(joined.socket.live_session(), "authenticated");
     assert_eq!(joined.rendered, json!({"hello": "alice@example.com"}));
-    assert_eq!(joined.socket.connect_params(), Some(&json!({"_mounts": 0})));
+    // Read during the connected mount only (connect_params_are_read_during_the_connected_mount_only).
+    assert_eq!(joined.socket.connect_params(), None);
     assert_eq!(page.socket.connect_params(), None);
     assert!(h.records().iter().any(|r| matches!(r,
         AuditRecord::MountAllowed { phase: Phase::Connected, view, .. } if view == "DashboardLive")));
@@ -1607,4 +1608,37 @@ fn reauthorize_reruns_the_hooks_in_place_with_fresh_assigns() {
     h.records();
     assert_eq!(block_on(h.app.reauthorize(&mut joined)).unwrap_err(), redirect("/login"));
     assert!(halted(&h.records(), Phase::Connected, "UserAuth(require_authenticated)", "/login"));
+}
+
+#[test]
+fn connect_params_are_read_during_the_connected_mount_only() {
+    let log = Log::default();
+    let seen = log.clone();
+    let router = LiveRouter::builder()
+        .default_session(|s| {
+            s.public()
+                .on_mount(
+                    hook("Params", move |_, _, _, socket| {
+                        seen.push(format!("{} {:?}", phase(socket), socket.connect_params()));
+                        Flow::Continue
+                    }),
+                    "",
+                )
+                .live("/about", About)
+        })
+        .build()
+        .expect("a router");
+    let h = Harness::new(router);
+    let page = h.page("/about", session_for(None));
+    let mut joined = h.join_url(&page, "/about").expect("joins");
+    assert_eq!(
+        log.entries(),
+        ["http None".to_string(), format!("connected {:?}", Some(json!({"_mounts": 0})))],
+        "the HTTP mount has none; the connected mount sees the client's"
+    );
+    // As LiveView's get_connect_params: gone once mounted, also for a
+    // later re-authorization of the view.
+    assert_eq!(joined.socket.connect_params(), None);
+    block_on(h.app.reauthorize(&mut joined)).expect("still allowed");
+    assert_eq!(log.entries().last().map(String::as_str), Some("connected None"));
 }

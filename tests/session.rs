@@ -1117,3 +1117,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn clones_share_entries_until_one_changes() {
+    let mut original = Session::new();
+    original.put("user_token", "alice").unwrap();
+    let mut copy = original.clone();
+    assert_eq!(copy, original);
+    copy.put("user_token", "bob").unwrap();
+    assert_eq!(original.get::<String>("user_token").unwrap().as_deref(), Some("alice"));
+    assert_eq!(copy.get::<String>("user_token").unwrap().as_deref(), Some("bob"));
+
+    let mut shared = original.clone();
+    shared.clear();
+    assert!(shared.is_empty());
+    assert_eq!(original.get::<String>("user_token").unwrap().as_deref(), Some("alice"));
+    let mut removed = original.clone();
+    assert!(removed.remove("user_token"));
+    assert!(!removed.remove("user_token"));
+    assert!(original.contains_key("user_token"));
+    let mut extended = Session::new();
+    extended.extend_from(&original);
+    assert_eq!(extended, original);
+}

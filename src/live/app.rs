@@ -442,6 +442,9 @@ impl LiveApp {
             Ok(Some(Mounted::Failed(error))) => return Err(JoinError::Reload(error.status())),
             Err(error) => return Err(JoinError::Internal(error)),
         }
+        // LiveView's connect params exist for the connected mount only; a
+        // joined view does not keep them.
+        socket.connect_params = None;
         let rendered = route.view.render(&socket);
         Ok(Joined { view: Arc::clone(route.view), session: mount_session, params: route.params, socket, rendered })
     }
@@ -499,7 +502,6 @@ impl LiveApp {
             joined.socket.live_session.clone(),
             Phase::Connected,
         );
-        scratch.connect_params = joined.socket.connect_params.clone();
         match self.run_hooks(joined.view.name(), live_session, &joined.params, &joined.session, &mut scratch).await {
             Ok(None) => {
                 joined.socket.assigns.absorb(scratch.assigns);

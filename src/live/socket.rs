@@ -137,8 +137,9 @@ impl Socket {
         self.assigns.insert::<K>(value);
     }
 
-    /// The connect params the client sent with its join (connected mount
-    /// only; `None` during the HTTP mount).
+    /// The connect params the client sent with its join: during the
+    /// connected mount only (its hooks and the view's `mount`), as LiveView's
+    /// `get_connect_params`; `None` during the HTTP mount and once mounted.
     pub fn connect_params(&self) -> Option<&Value> {
         self.connect_params.as_ref()
     }
