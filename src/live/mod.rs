@@ -14,6 +14,9 @@
 //!   `live_session`, run every hook and the mount again.
 //! - [`LiveApp::handle_event`] refuses undeclared events and those their
 //!   policy denies before any application code runs.
+//! - [`Guard`] is a boundary's rule (signed in, admin, ...) written once:
+//!   the HTTP side calls [`Guard::check`], the `live_session` runs the same
+//!   guard as its `on_mount` hook.
 //! - [`LiveConnection`] is one client connection's Channels V2 protocol state
 //!   ([`wire`] frames), without I/O: the WebSocket adapter feeds it frames.
 
@@ -23,6 +26,7 @@ use alloc::string::String;
 mod app;
 mod assigns;
 mod connection;
+mod guard;
 mod hook;
 mod join_token;
 mod router;
@@ -36,6 +40,7 @@ pub use app::{
 };
 pub use assigns::{AssignKey, Assigns};
 pub use connection::{DEFAULT_MAX_CHANNELS, LiveConnection};
+pub use guard::{CurrentUser, Guard, UserSource};
 pub use hook::{BoxFuture, EventFlow, EventHook, Flow, OnMount};
 pub use join_token::JOIN_TOKEN_VERSION;
 pub use router::{
