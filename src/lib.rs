@@ -88,6 +88,7 @@
 //! |---|---|---|
 //! | `std` | yes | [`Timestamp::now`], [`OsRandom`], `Cookie`/`Set-Cookie` headers ([`session::SessionCookie::set_cookie_header`]), the `tracing` audit sink ([`audit::TracingSink`]), the node registry and in-process backbone of [`cluster`] |
 //! | `nats` | no | the NATS backbone (`cluster::nats`, async-nats on tokio) |
+//! | `http` | no | the HTTP phase over `http` types (`web`): session cookie headers, guards, live pages |
 //! | `ws` | no | the WebSocket endpoint speaking Phoenix Channels V2 (`ws`, tokio-tungstenite) |
 //!
 //! Without default features the crate is `no_std` + `alloc`.
@@ -115,6 +116,8 @@ pub mod session;
 pub mod socket_id;
 pub mod time;
 pub mod token;
+#[cfg(feature = "http")]
+pub mod web;
 #[cfg(feature = "ws")]
 pub mod ws;
 
