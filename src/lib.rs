@@ -89,6 +89,7 @@
 //! | `std` | yes | [`Timestamp::now`], [`OsRandom`], `Cookie`/`Set-Cookie` headers ([`session::SessionCookie::set_cookie_header`]), the `tracing` audit sink ([`audit::TracingSink`]), the node registry and in-process backbone of [`cluster`] |
 //! | `nats` | no | the NATS backbone (`cluster::nats`, async-nats on tokio) |
 //! | `http` | no | the HTTP phase over `http` types (`web`): session cookie headers, guards, live pages |
+//! | `axum` | no | live routes, the WebSocket endpoint and boundary guards on one axum router (`axum`) |
 //! | `ws` | no | the WebSocket endpoint speaking Phoenix Channels V2 (`ws`, tokio-tungstenite) |
 //!
 //! Without default features the crate is `no_std` + `alloc`.
@@ -105,6 +106,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod audit;
+#[cfg(feature = "axum")]
+pub mod axum;
 mod b64;
 pub mod cluster;
 pub mod csrf;

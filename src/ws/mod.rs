@@ -225,6 +225,11 @@ impl Endpoint {
         driver::run(self, ws, accepted, shutdown).await;
     }
 
+    /// The upgrade path.
+    pub fn path(&self) -> &str {
+        &self.inner.config.path
+    }
+
     /// The tungstenite configuration of this endpoint's connections.
     pub fn websocket_config(&self) -> WebSocketConfig {
         self.inner.config.websocket()
