@@ -1,5 +1,5 @@
 //! axum integration (feature `axum`): the live routes and the WebSocket
-//! endpoint on one [`Router`](::axum::Router) and one port, the plug side of
+//! endpoint on one [`Router`] and one port, the plug side of
 //! each boundary as a middleware, and extractors for the verified session
 //! and the current user.
 //!
