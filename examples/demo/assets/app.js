@@ -13,6 +13,7 @@ const lg = (window.__lg = { log: [], joined: false, channel: null });
 const note = (entry) => {
   lg.log.push(entry);
   status.textContent = entry;
+  console.log(`liveguard: ${entry}`);
 };
 
 const socket = new Socket("/live", { params: { _csrf_token: csrfToken } });
