@@ -110,10 +110,24 @@ impl<S: UserSource> Clone for Guarded<S> {
     }
 }
 
-/// The current user a [`guard`] found, for handlers
-/// (`Extension<Current<User>>`): `None` when anonymous and allowed.
+/// The current user a [`guard`] found, as a handler argument
+/// (`Current(user): Current<User>`): `None` when anonymous and allowed.
 #[derive(Clone, Debug)]
 pub struct Current<U>(pub Option<U>);
+
+impl<U, S> FromRequestParts<S> for Current<U>
+where
+    U: Clone + Send + Sync + 'static,
+    S: Send + Sync,
+{
+    /// No [`guard`] for this user type ran on the route: a wiring mistake,
+    /// answered `500`.
+    type Rejection = StatusCode;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Self>().cloned().ok_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
 
 /// What the guards of a request assigned, passed on to the live mount so
 /// its hooks' `assign_new` reuses them during the HTTP mount.

@@ -11,7 +11,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Extension;
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
@@ -46,10 +45,7 @@ fn layout(html: &PageHtml<'_>) -> String {
     format!("<html><head>{}</head><body>{}</div></body></html>", html.csrf_meta, html.container_open)
 }
 
-async fn settings(
-    Extension(Current(user)): Extension<Current<User>>,
-    VerifiedSession(session): VerifiedSession,
-) -> String {
+async fn settings(Current(user): Current<User>, VerifiedSession(session): VerifiedSession) -> String {
     format!("{} {}", user.map_or("anonymous", |u| u.email), session.session.contains_key(USER_TOKEN))
 }
 
@@ -70,6 +66,7 @@ async fn app() -> App {
     );
     let router = Router::new()
         .route("/settings", get(settings).route_layer(from_fn_with_state(live.guarded(admin), guard::<Accounts>)))
+        .route("/unguarded", get(settings))
         .with_state(live.clone())
         .merge(live.router(layout));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
@@ -123,6 +120,9 @@ async fn pages_guards_and_the_websocket_share_one_port() {
     let root = app.site.page(&app.site.login("root-token"), "/about").cookie;
     let (status, _, _, text) = fetch(format!("{}/settings", app.base), Some(root)).await;
     assert_eq!((status, text.as_str()), (200, "root@example.com true"));
+    // The extractor without its guard is a wiring mistake: 500.
+    let (status, _, _, _) = fetch(format!("{}/unguarded", app.base), None).await;
+    assert_eq!(status, 500);
 
     // The page's tokens join over the WebSocket upgraded by axum.
     let url = format!("{}?_csrf_token={}&vsn=2.0.0", app.ws, attribute(&body, "content"));

@@ -362,7 +362,8 @@ fn layout(page: &PageHtml<'_>) -> String {
     let nav = format!(
         r#"<nav><a href="/dashboard" data-live>Dashboard</a><a href="/projects" data-live>Projects</a><a href="/admin" data-live>Admin</a>
 <form method="post" action="/logout" style="display:inline"><input type="hidden" name="_csrf_token" value="{csrf}"><button id="logout">Log out</button></form>
-<form method="post" action="/logout-everywhere" style="display:inline"><input type="hidden" name="_csrf_token" value="{csrf}"><button id="logout-everywhere">Log out everywhere</button></form></nav>"#
+<form method="post" action="/logout-everywhere" style="display:inline"><input type="hidden" name="_csrf_token" value="{csrf}"><button id="logout-everywhere">Log out everywhere</button></form></nav>
+<form method="post" action="/password"><input type="hidden" name="_csrf_token" value="{csrf}"><label>New password (12+ characters) <input name="password" type="password"></label> <button id="change-password">Change password</button></form>"#
     );
     let head = format!(r#"{}<script type="module" src="/assets/app.js"></script>"#, page.csrf_meta);
     let body = format!(r#"{nav}{}<p>Connecting…</p></div><p id="status"></p>"#, page.container_open);
