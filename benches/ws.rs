@@ -67,8 +67,8 @@ use liveguard::cluster::node::{Node, NodeConfig};
 use liveguard::csrf::CsrfState;
 use liveguard::keys::{KeyId, KeyRing, SecretKeyBase};
 use liveguard::live::{
-    AssignKey, Assigns, BoxFuture, Flow, HttpOutcome, HttpRequest, JoinRequest, Joined, LiveApp, LiveConnection,
-    LiveRouter, LiveView, MountError, OnMount, Params, Socket,
+    Assigns, BoxFuture, CurrentUser, Guard, HttpOutcome, HttpRequest, JoinRequest, Joined, LiveApp, LiveConnection,
+    LiveRouter, LiveView, MountError, Params, Socket, UserSource,
 };
 use liveguard::origin::OriginPolicy;
 use liveguard::session::{Session, SessionCookie, USER_TOKEN};
@@ -242,40 +242,16 @@ fn user_token(i: usize) -> String {
     format!("bench-session-token-{i:023}")
 }
 
-struct CurrentUser;
-impl AssignKey for CurrentUser {
-    type Value = Option<User>;
-    const NAME: &'static str = "current_user";
-}
+/// The user of the session's token: what `require_authenticated`'s guard
+/// loads (the site's `Guard` sends anonymous users to /login and
+/// unconfirmed ones to /confirm).
+impl UserSource for Accounts {
+    type User = User;
 
-/// `require_authenticated`: loads the user of the session's token, sends
-/// anonymous users to /login and unconfirmed ones to /confirm.
-struct UserAuth(Arc<Accounts>);
-
-impl OnMount for UserAuth {
-    fn name(&self) -> &'static str {
-        "UserAuth"
-    }
-
-    fn on_mount<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a Params,
-        session: &'a Session,
-        socket: &'a mut Socket,
-    ) -> BoxFuture<'a, Flow> {
+    fn user<'a>(&'a self, session: &'a Session) -> BoxFuture<'a, Option<User>> {
         Box::pin(async move {
-            let token: Option<String> = session.get(USER_TOKEN).ok().flatten();
-            socket
-                .assign_new::<CurrentUser, _, _>(|| async { token.and_then(|t| self.0.by_token.get(&t).cloned()) })
-                .await;
-            let to = match socket.get::<CurrentUser>() {
-                Some(Some(user)) if user.confirmed => return Flow::Continue,
-                Some(Some(_)) => "/confirm",
-                _ => "/login",
-            };
-            socket.redirect(to);
-            Flow::Halt
+            let token: String = session.get(USER_TOKEN).ok().flatten()?;
+            self.by_token.get(&token).cloned()
         })
     }
 }
@@ -290,7 +266,7 @@ impl LiveView for Dashboard {
     }
 
     fn render(&self, socket: &Socket) -> Value {
-        let user = socket.get::<CurrentUser>().cloned().flatten();
+        let user = socket.get::<CurrentUser<User>>().cloned().flatten();
         json!({"hello": user.as_ref().map(|u| u.email.as_str()), "id": user.map(|u| u.id)})
     }
 }
@@ -307,7 +283,8 @@ impl Site {
         let accounts = Accounts::seeded(users);
         let router = LiveRouter::builder()
             .live_session("authenticated", |s| {
-                s.on_mount(UserAuth(accounts), "require_authenticated").live("/dashboard", Dashboard)
+                s.on_mount(Guard::signed_in("RequireUser", accounts, "/login").require(|u| u.confirmed, "/confirm"), "")
+                    .live("/dashboard", Dashboard)
             })
             .build()
             .expect("the bench router builds");

@@ -18,8 +18,8 @@ use liveguard::cluster::node::{Node, NodeConfig};
 use liveguard::csrf::CsrfState;
 use liveguard::keys::{KeyId, KeyRing, SecretKeyBase};
 use liveguard::live::{
-    AssignKey, Assigns, BoxFuture, Flow, HttpOutcome, HttpRequest, LiveApp, LiveRouter, LiveView, MountError, OnMount,
-    Params, Socket,
+    Assigns, BoxFuture, CurrentUser, Guard, HttpOutcome, HttpRequest, LiveApp, LiveRouter, LiveView, MountError,
+    Params, Socket, UserSource,
 };
 use liveguard::origin::OriginPolicy;
 use liveguard::session::{Session, SessionCookie, USER_TOKEN};
@@ -48,36 +48,14 @@ struct Store {
     tokens: Mutex<BTreeMap<String, &'static str>>,
 }
 
-struct CurrentUser;
-impl AssignKey for CurrentUser {
-    type Value = Option<&'static str>;
-    const NAME: &'static str = "current_user";
-}
+/// phx.gen.auth's `require_authenticated`, as a `Guard`: no user behind the session's token means /login.
+impl UserSource for Store {
+    type User = &'static str;
 
-/// phx.gen.auth's `require_authenticated`: no user behind the session's token means a redirect to /login.
-struct UserAuth(Arc<Store>);
-
-impl OnMount for UserAuth {
-    fn name(&self) -> &'static str {
-        "UserAuth"
-    }
-
-    fn on_mount<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a Params,
-        session: &'a Session,
-        socket: &'a mut Socket,
-    ) -> BoxFuture<'a, Flow> {
+    fn user<'a>(&'a self, session: &'a Session) -> BoxFuture<'a, Option<&'static str>> {
         Box::pin(async move {
-            let token: Option<String> = session.get(USER_TOKEN).ok().flatten();
-            let user = token.and_then(|t| self.0.tokens.lock().ok()?.get(&t).copied());
-            socket.assign::<CurrentUser>(user);
-            if user.is_some() {
-                return Flow::Continue;
-            }
-            socket.redirect("/login");
-            Flow::Halt
+            let token: String = session.get(USER_TOKEN).ok().flatten()?;
+            self.tokens.lock().ok()?.get(&token).copied()
         })
     }
 }
@@ -89,7 +67,7 @@ impl LiveView for Projects {
         Box::pin(async { Ok(()) })
     }
     fn render(&self, socket: &Socket) -> Value {
-        json!({"user": socket.get::<CurrentUser>().copied().flatten(), "projects": ["apollo", "gemini"]})
+        json!({"user": socket.get::<CurrentUser<&'static str>>().copied().flatten(), "projects": ["apollo", "gemini"]})
     }
 }
 
@@ -242,7 +220,7 @@ async fn run(cluster: &NatsCluster) -> Result<(), BoxError> {
     let store = Arc::new(Store { tokens: Mutex::new(BTreeMap::from([("alice-token".into(), "alice@example.com")])) });
     let router = LiveRouter::builder()
         .live_session("authenticated", |s| {
-            s.on_mount(UserAuth(store.clone()), "require_authenticated").live("/projects", Projects)
+            s.on_mount(Guard::signed_in("RequireUser", store.clone(), "/login"), "").live("/projects", Projects)
         })
         .build()?;
     // Every node shares the key ring: a cookie or join token signed on one node verifies on any other.

@@ -7,7 +7,6 @@ mod live_support;
 mod ws_support;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,8 +16,8 @@ use futures_util::{SinkExt, StreamExt};
 use live_support::{Store, User};
 use liveguard::axum::{Current, Live, VerifiedSession, guard};
 use liveguard::cluster::backbone::InProcess;
-use liveguard::live::{BoxFuture, Guard, UserSource};
-use liveguard::session::{Session, USER_TOKEN};
+use liveguard::live::Guard;
+use liveguard::session::USER_TOKEN;
 use liveguard::web::{LivePages, PageHtml};
 use liveguard::ws::Endpoint;
 use serde_json::{Value, json};
@@ -26,20 +25,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use ws_support::{ORIGIN, Site, node, socket_id};
-
-struct Accounts(Arc<Store>);
-
-impl UserSource for Accounts {
-    type User = User;
-
-    fn user<'a>(&'a self, session: &'a Session) -> BoxFuture<'a, Option<User>> {
-        Box::pin(async move {
-            self.0.lookups.fetch_add(1, Ordering::SeqCst);
-            let token: String = session.get(USER_TOKEN).ok().flatten()?;
-            self.0.user_by_token(&token)
-        })
-    }
-}
 
 fn layout(html: &PageHtml<'_>) -> String {
     format!("<html><head>{}</head><body>{}</div></body></html>", html.csrf_meta, html.container_open)
@@ -61,11 +46,9 @@ async fn app() -> App {
     let node = node("a", Arc::new(InProcess::new()), &site).await;
     let endpoint = Endpoint::new(site.app.clone(), node, site.cookie.clone(), Site::config()).expect("an endpoint");
     let live = Live::new(LivePages::new(site.app.clone(), site.cookie.clone()), endpoint);
-    let admin = Arc::new(
-        Guard::signed_in("RequireAdmin", Arc::new(Accounts(site.store.clone())), "/login").require(|u| u.admin, "/"),
-    );
+    let admin = Arc::new(Guard::signed_in("RequireAdmin", site.store.clone(), "/login").require(|u| u.admin, "/"));
     let router = Router::new()
-        .route("/settings", get(settings).route_layer(from_fn_with_state(live.guarded(admin), guard::<Accounts>)))
+        .route("/settings", get(settings).route_layer(from_fn_with_state(live.guarded(admin), guard::<Store>)))
         .route("/unguarded", get(settings))
         .with_state(live.clone())
         .merge(live.router(layout));

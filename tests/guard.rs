@@ -4,33 +4,15 @@
 mod live_support;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use live_support::{ALICE, About, Harness, NOW, Store, User, block_on, session_for};
 use liveguard::OsRandom;
 use liveguard::live::{Assigns, Page};
-use liveguard::live::{
-    BoxFuture, CurrentUser, Guard, HttpOutcome, HttpRequest, JoinError, LiveRouter, Redirect, UserSource,
-};
-use liveguard::session::{Session, USER_TOKEN};
+use liveguard::live::{CurrentUser, Guard, HttpOutcome, HttpRequest, JoinError, LiveRouter, Redirect};
 
 /// The accounts store as a user source; counts its lookups.
-struct Accounts(Arc<Store>);
-
-impl UserSource for Accounts {
-    type User = User;
-
-    fn user<'a>(&'a self, session: &'a Session) -> BoxFuture<'a, Option<User>> {
-        Box::pin(async move {
-            self.0.lookups.fetch_add(1, Ordering::SeqCst);
-            let token: String = session.get(USER_TOKEN).ok().flatten()?;
-            self.0.user_by_token(&token)
-        })
-    }
-}
-
-fn guards(store: &Arc<Store>) -> (Arc<Guard<Accounts>>, Arc<Guard<Accounts>>) {
-    let accounts = Arc::new(Accounts(Arc::clone(store)));
+fn guards(store: &Arc<Store>) -> (Arc<Guard<Store>>, Arc<Guard<Store>>) {
+    let accounts = Arc::clone(store);
     let user = Guard::signed_in("RequireUser", Arc::clone(&accounts), "/login").require(|u| u.confirmed, "/confirm");
     let admin = Guard::signed_in("RequireAdmin", accounts, "/login")
         .require(|u| u.confirmed, "/confirm")
@@ -38,7 +20,7 @@ fn guards(store: &Arc<Store>) -> (Arc<Guard<Accounts>>, Arc<Guard<Accounts>>) {
     (Arc::new(user), Arc::new(admin))
 }
 
-fn router(user: &Arc<Guard<Accounts>>, admin: &Arc<Guard<Accounts>>) -> LiveRouter {
+fn router(user: &Arc<Guard<Store>>, admin: &Arc<Guard<Store>>) -> LiveRouter {
     LiveRouter::builder()
         .live_session("authenticated", |s| s.on_mount_shared(user.clone(), "").live("/dashboard", About))
         .live_session("admin", |s| s.on_mount_shared(admin.clone(), "").live("/admin", About))
@@ -61,7 +43,7 @@ fn decide_applies_the_requirements_in_order() {
     assert_eq!(admin.decide(who("bob-token").as_ref()), Err("/confirm"), "the first failed requirement wins");
     assert_eq!(admin.decide(who("root-token").as_ref()), Ok(()));
 
-    let accounts = Arc::new(Accounts(Arc::clone(&store)));
+    let accounts = Arc::clone(&store);
     let open = Guard::load_user("LoadUser", Arc::clone(&accounts));
     assert_eq!(open.decide(None), Ok(()));
     let picky = Guard::load_user("Picky", accounts).require(|u| u.admin, "/nope");

@@ -411,16 +411,20 @@ async fn log_in(State(node): State<AppState>, headers: HeaderMap, Form(form): Fo
     let Some(token) = node.demo.accounts.log_in(&form.email, &form.password) else {
         return login_page(&node, decoded.session, "Invalid email or password");
     };
-    // A fresh session (no fixation): the token, its live_socket_id, and a
-    // new CSRF state.
+    redirect("/dashboard", node.live.pages().set_cookie(&signed_in(&token), Timestamp::now(), &mut OsRandom).ok())
+}
+
+/// A fresh session for a new session token (never the old session, so a
+/// planted one cannot be fixed): the token, its `live_socket_id`, and a new
+/// CSRF state.
+fn signed_in(token: &str) -> Session {
     let mut session = Session::new();
-    let _ = session.put(USER_TOKEN, &token);
-    if let Some(id) = socket_id(&token) {
+    let _ = session.put(USER_TOKEN, token);
+    if let Some(id) = socket_id(token) {
         session.put_live_socket_id(&id);
     }
     session.put_csrf_state(&CsrfState::generate(&mut OsRandom).expect("operating-system randomness"));
-    let cookie = node.live.pages().set_cookie(&session, Timestamp::now(), &mut OsRandom).ok();
-    redirect("/dashboard", cookie)
+    session
 }
 
 #[derive(Deserialize)]
@@ -478,13 +482,7 @@ async fn change_password(
     }
     let (ended, fresh) = node.demo.accounts.change_password(user.id, &form.password);
     disconnect(&node, &ended).await;
-    let mut session = Session::new();
-    let _ = session.put(USER_TOKEN, &fresh);
-    if let Some(id) = socket_id(&fresh) {
-        session.put_live_socket_id(&id);
-    }
-    session.put_csrf_state(&CsrfState::generate(&mut OsRandom).expect("operating-system randomness"));
-    redirect("/dashboard", node.live.pages().set_cookie(&session, Timestamp::now(), &mut OsRandom).ok())
+    redirect("/dashboard", node.live.pages().set_cookie(&signed_in(&fresh), Timestamp::now(), &mut OsRandom).ok())
 }
 
 async fn app_js() -> Response {

@@ -16,7 +16,7 @@ use liveguard::keys::{KeyId, KeyRing, SecretKeyBase};
 use liveguard::live::{
     AllowAll, AssignKey, Assigns, BoxFuture, Decision, EventFlow, EventHook, EventOutcome, EventRefusal, EventReply,
     Events, Flow, HttpOutcome, HttpRequest, JoinError, JoinRequest, Joined, LiveApp, LiveRouter, LiveView, MountError,
-    OnMount, Page, Params, PipelineError, Socket,
+    OnMount, Page, Params, PipelineError, Socket, UserSource,
 };
 use liveguard::session::{Session, USER_TOKEN};
 use liveguard::{OsRandom, Timestamp};
@@ -131,6 +131,20 @@ impl Store {
 
     pub fn lookups(&self) -> usize {
         self.lookups.load(Ordering::SeqCst)
+    }
+}
+
+/// The store as a `Guard`'s user source: the user of the session's
+/// `user_token`, counted in `lookups` like `UserAuth`'s.
+impl UserSource for Store {
+    type User = User;
+
+    fn user<'a>(&'a self, session: &'a Session) -> BoxFuture<'a, Option<User>> {
+        Box::pin(async move {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            let token: String = session.get(USER_TOKEN).ok().flatten()?;
+            self.user_by_token(&token)
+        })
     }
 }
 
