@@ -24,7 +24,12 @@
 //!   acknowledged disconnects across the nodes of a cluster;
 //! - `ws` (feature `ws`): the WebSocket endpoint speaking Phoenix Channels
 //!   V2, so the official phoenix.js client connects, joins and is
-//!   disconnected from any node.
+//!   disconnected from any node;
+//! - `web` (feature `http`): the HTTP phase over `http` types: session
+//!   cookie headers, the plug side of a boundary's [`live::Guard`], live
+//!   pages carrying their join tokens and the CSRF meta tag;
+//! - `axum` (feature `axum`): live pages, the WebSocket upgrade and guard
+//!   middleware on one axum router.
 //!
 //! ## Design
 //!
