@@ -41,10 +41,11 @@ fn every_command_round_trips() {
     let id = LiveSocketId::new("a b.c*>").unwrap();
     for command in [
         Command::Disconnect(id.clone()),
-        Command::Reauthorize(id),
+        Command::Reauthorize(id.clone()),
         Command::RetireKey(KeyId(7)),
         Command::Heartbeat,
         Command::Ack { to: MessageId([9; 16]), connections: 3 },
+        Command::Probe(id),
     ] {
         let sent = message(command);
         let wire = codec.encode(&sent, NOW).unwrap();

@@ -80,6 +80,11 @@ pub enum Command {
         /// How many live connections the node acted on.
         connections: u32,
     },
+    /// Sent on the control subject by a node that just subscribed to this
+    /// id's subject: every node answers with an `Ack` published *on the id's
+    /// subject*, which reaches the prober only once the answering node's
+    /// server routes that subject to it.
+    Probe(LiveSocketId),
 }
 
 /// The authenticated body of a control message.

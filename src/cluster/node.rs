@@ -52,16 +52,21 @@ pub enum InterestMode {
     /// reference-counted; commands reach only the nodes holding the id, so
     /// a node without it stays silent (and is reported as such).
     ///
-    /// Weaker race guarantee: [`Node::register`] returns once the
-    /// subscription is live at the node's own server, but a NATS cluster
-    /// spreads interest over its routes asynchronously, so a disconnect
-    /// published through *another* server in the next moments can miss a
-    /// connection that registered just before. Measured here: a 200-session
-    /// login/logout storm across servers lost some; through one server, none.
-    /// Use it only where disconnects are published through the same server,
-    /// or where a periodic `reauthorize` covers the window.
+    /// A NATS cluster spreads a new subscription over its routes
+    /// asynchronously, so [`Node::register`] of a new id also probes the
+    /// cluster: every member answers on the id's subject from its own server,
+    /// and `register` returns once every known member's answer came through
+    /// (proof that its server routes the id here), or after `PROBE_TIMEOUT`
+    /// (1 s) for members that do not answer. A new id therefore
+    /// costs a cluster round trip, and while a dead member is still listed
+    /// (until its heartbeats time out) each new id waits the full timeout.
     PerId,
 }
+
+/// How long [`Node::register`] waits for members' answers to the probe of a
+/// new id under [`InterestMode::PerId`] (with the NATS backbone).
+#[cfg(feature = "nats")]
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How a node names itself and its subjects.
 #[derive(Clone, Debug)]
@@ -271,8 +276,9 @@ impl Node {
     /// `id` is live at the broker, so a disconnect published from then on
     /// reaches it: register first, then validate the session for the last
     /// time (DESIGN invariant 9). With [`InterestMode::PerId`] the first
-    /// connection of an id subscribes and waits for a probe to come back
-    /// through the node's driver, which must be running.
+    /// connection of an id subscribes, waits for a probe to come back through
+    /// the node's own server, and (NATS) for every member's answer on the
+    /// id's subject; the node's driver must be running.
     pub async fn register(
         &self,
         id: LiveSocketId,
@@ -285,6 +291,12 @@ impl Node {
         if !per_id.contains_key(&id) {
             let interest = self.backbone.subscribe_into(self.socket_subject(&id), self.sink.clone()).await?;
             self.sync().await?;
+            #[cfg(feature = "nats")]
+            {
+                let control = std::format!("{}.control", self.config.prefix);
+                let deadline = tokio::time::sleep(PROBE_TIMEOUT);
+                self.command(control, Command::Probe(id.clone()), deadline).await?;
+            }
             per_id.insert(id.clone(), interest);
         }
         Ok(self.registry.register(id, key_id))
@@ -508,6 +520,14 @@ impl Node {
             Command::Reauthorize(id) => self.registry.send(&id, ConnectionCommand::Reauthorize),
             Command::RetireKey(key_id) => self.registry.retire_key(key_id),
             Command::Heartbeat => return self.saw(&node),
+            Command::Probe(id) => {
+                // Answered on the id's subject, not the reply inbox: its
+                // arrival is the proof the prober waits for.
+                if let Ok((_, wire)) = self.encode(Command::Ack { to, connections: 0 }) {
+                    let _ = self.backbone.publish(self.socket_subject(&id), None, wire.into_bytes()).await;
+                }
+                return;
+            }
             Command::Ack { .. } => return,
         };
         let Some(reply) = delivery.reply else { return };
