@@ -68,7 +68,7 @@ use liveguard::csrf::CsrfState;
 use liveguard::keys::{KeyId, KeyRing, SecretKeyBase};
 use liveguard::live::{
     Assigns, BoxFuture, CurrentUser, Guard, HttpOutcome, HttpRequest, JoinRequest, Joined, LiveApp, LiveConnection,
-    LiveRouter, LiveView, MountError, Params, Socket, UserSource,
+    LiveRouter, LiveView, Socket, UserSource,
 };
 use liveguard::origin::OriginPolicy;
 use liveguard::session::{Session, SessionCookie, USER_TOKEN};
@@ -260,10 +260,6 @@ struct Dashboard;
 
 impl LiveView for Dashboard {
     const NAME: &'static str = "DashboardLive";
-
-    fn mount<'a>(&'a self, _: &'a Params, _: &'a Session, _: &'a mut Socket) -> BoxFuture<'a, Result<(), MountError>> {
-        Box::pin(async { Ok(()) })
-    }
 
     fn render(&self, socket: &Socket) -> Value {
         let user = socket.get::<CurrentUser<User>>().cloned().flatten();

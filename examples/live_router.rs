@@ -108,9 +108,6 @@ impl OnMount for AdminAuth {
 struct Home;
 impl LiveView for Home {
     const NAME: &'static str = "HomeLive";
-    fn mount<'a>(&'a self, _: &'a Params, _: &'a Session, _: &'a mut Socket) -> BoxFuture<'a, Result<(), MountError>> {
-        Box::pin(async { Ok(()) })
-    }
     fn render(&self, _: &Socket) -> Value {
         json!({"page": "home"})
     }
@@ -183,9 +180,6 @@ fn delete<'a>(view: &'a Projects, _: &'a mut Socket, payload: &'a Value) -> BoxF
 struct Dashboard;
 impl LiveView for Dashboard {
     const NAME: &'static str = "DashboardLive";
-    fn mount<'a>(&'a self, _: &'a Params, _: &'a Session, _: &'a mut Socket) -> BoxFuture<'a, Result<(), MountError>> {
-        Box::pin(async { Ok(()) })
-    }
     fn render(&self, socket: &Socket) -> Value {
         json!({"hello": socket.get::<CurrentUser>().cloned().flatten().map(|u| u.email)})
     }
@@ -194,9 +188,6 @@ impl LiveView for Dashboard {
 struct AdminDashboard;
 impl LiveView for AdminDashboard {
     const NAME: &'static str = "AdminDashboardLive";
-    fn mount<'a>(&'a self, _: &'a Params, _: &'a Session, _: &'a mut Socket) -> BoxFuture<'a, Result<(), MountError>> {
-        Box::pin(async { Ok(()) })
-    }
     fn render(&self, _: &Socket) -> Value {
         json!({"admin": true})
     }

@@ -18,8 +18,7 @@ use liveguard::cluster::node::{Node, NodeConfig};
 use liveguard::csrf::CsrfState;
 use liveguard::keys::{KeyId, KeyRing, SecretKeyBase};
 use liveguard::live::{
-    Assigns, BoxFuture, CurrentUser, Guard, HttpOutcome, HttpRequest, LiveApp, LiveRouter, LiveView, MountError,
-    Params, Socket, UserSource,
+    Assigns, BoxFuture, CurrentUser, Guard, HttpOutcome, HttpRequest, LiveApp, LiveRouter, LiveView, Socket, UserSource,
 };
 use liveguard::origin::OriginPolicy;
 use liveguard::session::{Session, SessionCookie, USER_TOKEN};
@@ -63,9 +62,6 @@ impl UserSource for Store {
 struct Projects;
 impl LiveView for Projects {
     const NAME: &'static str = "ProjectsLive";
-    fn mount<'a>(&'a self, _: &'a Params, _: &'a Session, _: &'a mut Socket) -> BoxFuture<'a, Result<(), MountError>> {
-        Box::pin(async { Ok(()) })
-    }
     fn render(&self, socket: &Socket) -> Value {
         json!({"user": socket.get::<CurrentUser<&'static str>>().copied().flatten(), "projects": ["apollo", "gemini"]})
     }

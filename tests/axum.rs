@@ -78,6 +78,20 @@ async fn fetch(url: String, cookie: Option<String>) -> (u16, String, String, Str
     .expect("joined")
 }
 
+/// The close code the server sends within 5 s, reading past other frames.
+async fn close_code<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Option<u16>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a close in time") {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("a close frame, got {other:?}"),
+        }
+    }
+}
+
 fn attribute<'a>(html: &'a str, name: &str) -> &'a str {
     let start = html.find(&format!("{name}=\"")).unwrap_or_else(|| panic!("{name} in {html}")) + name.len() + 2;
     &html[start..start + html[start..].find('"').expect("a closing quote")]
@@ -144,13 +158,7 @@ async fn pages_guards_and_the_websocket_share_one_port() {
         .disconnect(&socket_id("alice-token"), tokio::time::sleep(Duration::from_secs(5)))
         .await
         .expect("a report");
-    let code = loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a close in time") {
-            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => continue,
-            other => panic!("a close frame, got {other:?}"),
-        }
-    };
+    let code = close_code(&mut ws).await;
     assert_eq!(code, Some(1001));
 }
 
@@ -166,12 +174,6 @@ async fn shutdown_closes_upgraded_connections_with_1012() {
     ws.send(Message::text(json!(["1", "1", page.topic, "phx_join", page.join_payload()]).to_string())).await.unwrap();
     assert!(matches!(ws.next().await, Some(Ok(Message::Text(_)))));
     app.live.shutdown();
-    let code = loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a close in time") {
-            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => continue,
-            other => panic!("a close frame, got {other:?}"),
-        }
-    };
+    let code = close_code(&mut ws).await;
     assert_eq!(code, Some(1012));
 }

@@ -22,8 +22,7 @@ use liveguard::cluster::node::{Node, NodeConfig};
 use liveguard::csrf::CsrfState;
 use liveguard::keys::{KeyId, KeyRing, SecretKeyBase};
 use liveguard::live::{
-    BoxFuture, CurrentUser, Decision, EventReply, Events, Guard, LiveApp, LiveRouter, LiveView, MountError, Params,
-    Socket, UserSource,
+    BoxFuture, CurrentUser, Decision, EventReply, Events, Guard, LiveApp, LiveRouter, LiveView, Socket, UserSource,
 };
 use liveguard::origin::OriginPolicy;
 use liveguard::session::{Session, SessionCookie, USER_TOKEN};
@@ -179,10 +178,6 @@ struct DashboardLive;
 impl LiveView for DashboardLive {
     const NAME: &'static str = "DashboardLive";
 
-    fn mount<'a>(&'a self, _: &'a Params, _: &'a Session, _: &'a mut Socket) -> BoxFuture<'a, Result<(), MountError>> {
-        Box::pin(async { Ok(()) })
-    }
-
     fn render(&self, socket: &Socket) -> Value {
         let user = current_user(socket);
         json!({"page": "dashboard", "email": user.as_ref().map(|u| u.email.clone()), "admin": user.is_some_and(|u| u.admin)})
@@ -193,10 +188,6 @@ struct ProjectsLive(Arc<Accounts>);
 
 impl LiveView for ProjectsLive {
     const NAME: &'static str = "ProjectsLive";
-
-    fn mount<'a>(&'a self, _: &'a Params, _: &'a Session, _: &'a mut Socket) -> BoxFuture<'a, Result<(), MountError>> {
-        Box::pin(async { Ok(()) })
-    }
 
     fn render(&self, socket: &Socket) -> Value {
         let me = current_user(socket).map(|u| u.id);
@@ -236,10 +227,6 @@ struct AdminLive(Arc<Accounts>);
 
 impl LiveView for AdminLive {
     const NAME: &'static str = "AdminLive";
-
-    fn mount<'a>(&'a self, _: &'a Params, _: &'a Session, _: &'a mut Socket) -> BoxFuture<'a, Result<(), MountError>> {
-        Box::pin(async { Ok(()) })
-    }
 
     fn render(&self, _: &Socket) -> Value {
         json!({"page": "admin", "sessions": lock(&self.0.tokens).len()})

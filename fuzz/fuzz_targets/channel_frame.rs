@@ -23,10 +23,6 @@ struct Counter;
 impl LiveView for Counter {
     const NAME: &'static str = "Counter";
 
-    fn mount<'a>(&'a self, _: &'a Params, _: &'a Session, _: &'a mut Socket) -> BoxFuture<'a, Result<(), MountError>> {
-        Box::pin(async { Ok(()) })
-    }
-
     fn render(&self, _: &Socket) -> Value {
         json!({})
     }

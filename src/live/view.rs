@@ -62,13 +62,18 @@ pub trait LiveView: Send + Sync + Sized + 'static {
 
     /// Mounts the view after every `on_mount` hook continued. Runs on both
     /// phases. Resource authorization belongs here: fail with
-    /// [`MountError::NotFound`] for a resource the user may not see.
+    /// [`MountError::NotFound`] for a resource the user may not see. As in
+    /// LiveView, a view with nothing to load or check need not write one:
+    /// the default mounts.
     fn mount<'a>(
         &'a self,
         params: &'a Params,
         session: &'a Session,
         socket: &'a mut Socket,
-    ) -> BoxFuture<'a, Result<(), MountError>>;
+    ) -> BoxFuture<'a, Result<(), MountError>> {
+        let _ = (params, session, socket);
+        alloc::boxed::Box::pin(core::future::ready(Ok(())))
+    }
 
     /// What the client renders. Called after mount and after every event.
     fn render(&self, socket: &Socket) -> Value;

@@ -258,9 +258,6 @@ impl OnMount for AdminAuth {
 pub struct Home;
 impl LiveView for Home {
     const NAME: &'static str = "HomeLive";
-    fn mount<'a>(&'a self, _: &'a Params, _: &'a Session, _: &'a mut Socket) -> BoxFuture<'a, Result<(), MountError>> {
-        Box::pin(async { Ok(()) })
-    }
     fn render(&self, socket: &Socket) -> Value {
         json!({"page": "home", "user": current_user(socket).map(|u| u.email)})
     }
@@ -273,9 +270,6 @@ impl LiveView for Home {
 pub struct About;
 impl LiveView for About {
     const NAME: &'static str = "AboutLive";
-    fn mount<'a>(&'a self, _: &'a Params, _: &'a Session, _: &'a mut Socket) -> BoxFuture<'a, Result<(), MountError>> {
-        Box::pin(async { Ok(()) })
-    }
     fn render(&self, _: &Socket) -> Value {
         json!({"page": "about"})
     }
@@ -284,9 +278,6 @@ impl LiveView for About {
 pub struct Dashboard;
 impl LiveView for Dashboard {
     const NAME: &'static str = "DashboardLive";
-    fn mount<'a>(&'a self, _: &'a Params, _: &'a Session, _: &'a mut Socket) -> BoxFuture<'a, Result<(), MountError>> {
-        Box::pin(async { Ok(()) })
-    }
     fn render(&self, socket: &Socket) -> Value {
         json!({"hello": current_user(socket).map(|u| u.email)})
     }
@@ -295,9 +286,6 @@ impl LiveView for Dashboard {
 pub struct AdminDashboard;
 impl LiveView for AdminDashboard {
     const NAME: &'static str = "AdminDashboardLive";
-    fn mount<'a>(&'a self, _: &'a Params, _: &'a Session, _: &'a mut Socket) -> BoxFuture<'a, Result<(), MountError>> {
-        Box::pin(async { Ok(()) })
-    }
     fn render(&self, _: &Socket) -> Value {
         json!({"admin": true})
     }
@@ -534,9 +522,6 @@ fn probe_ping<'a>(view: &'a Probe, _: &'a mut Socket, _: &'a Value) -> BoxFuture
 pub struct Other;
 impl LiveView for Other {
     const NAME: &'static str = "OtherLive";
-    fn mount<'a>(&'a self, _: &'a Params, _: &'a Session, _: &'a mut Socket) -> BoxFuture<'a, Result<(), MountError>> {
-        Box::pin(async { Ok(()) })
-    }
     fn render(&self, _: &Socket) -> Value {
         json!({"page": "other"})
     }
