@@ -165,6 +165,15 @@ impl Session {
         CsrfState::from_session(&text)
     }
 
+    /// Whether `token` (a request's masked `_csrf_token`) verifies against
+    /// this session's CSRF state; `false` when either is missing.
+    pub fn csrf_token_ok(&self, token: Option<&str>) -> bool {
+        match (self.csrf_state(), token) {
+            (Some(state), Some(token)) => state.verify(token),
+            _ => false,
+        }
+    }
+
     /// Stores the session's CSRF state.
     pub fn put_csrf_state(&mut self, state: &CsrfState) {
         let _ = self.put(CSRF_TOKEN, state.as_str());

@@ -15,7 +15,8 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::audit::AuditRecord;
-use crate::live::{Assigns, Guard, HttpOutcome, HttpRequest, LiveApp, Page, Redirect, UserSource};
+use crate::live::is_local_path;
+use crate::live::{Assigns, Guard, HttpOutcome, HttpRequest, LiveApp, Page, UserSource};
 use crate::random::SecureRandom;
 use crate::session::{DecodedSession, EncodeError, Session, SessionCookie};
 use crate::time::Timestamp;
@@ -89,10 +90,7 @@ impl LivePages {
     /// Whether a form's `_csrf_token` verifies against the session (for
     /// non-GET requests such as log in and log out).
     pub fn form_csrf_ok(&self, session: &Session, token: Option<&str>) -> bool {
-        match (session.csrf_state(), token) {
-            (Some(state), Some(token)) => state.verify(token),
-            _ => false,
-        }
+        session.csrf_token_ok(token)
     }
 
     /// Runs a boundary's guard on the HTTP side (the plug): `Ok` carries the
@@ -173,7 +171,7 @@ pub fn redirect_response(to: &str) -> Response<String> {
     let mut response = status(StatusCode::FOUND);
     // A path from a hook or guard: local by construction; refuse anything
     // else rather than send the client off-site.
-    let target = if (Redirect::Redirect { to: String::from(to) }).is_local() { to } else { "/" };
+    let target = if is_local_path(to) { to } else { "/" };
     if let Ok(value) = HeaderValue::from_str(target) {
         response.headers_mut().insert(LOCATION, value);
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Form, State};
-use axum::http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
+use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -27,7 +27,7 @@ use liveguard::live::{
 use liveguard::origin::OriginPolicy;
 use liveguard::session::{Session, SessionCookie, USER_TOKEN};
 use liveguard::socket_id::LiveSocketId;
-use liveguard::web::{LivePages, PageHtml, escape};
+use liveguard::web::{LivePages, PageHtml, escape, redirect_response};
 use liveguard::ws::{Endpoint, EndpointConfig};
 use liveguard::{OsRandom, SecureRandom, Timestamp};
 use serde::Deserialize;
@@ -315,8 +315,7 @@ impl axum::extract::FromRef<AppState> for Live {
 }
 
 fn redirect(to: &str, set_cookie: Option<HeaderValue>) -> Response {
-    let mut response = StatusCode::FOUND.into_response();
-    response.headers_mut().insert(LOCATION, HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")));
+    let mut response = redirect_response(to).map(axum::body::Body::from);
     if let Some(cookie) = set_cookie {
         response.headers_mut().insert(SET_COOKIE, cookie);
     }

@@ -46,6 +46,8 @@ pub use join_token::JOIN_TOKEN_VERSION;
 pub use router::{
     DEFAULT_SESSION, LiveRouter, LiveSessionBuilder, RequestInfo, RouterBuilder, RouterError, RouterErrorKind,
 };
+#[cfg(feature = "http")]
+pub(crate) use socket::is_local_path;
 pub use socket::{DuplicateHook, Redirect, Socket};
 pub use view::{AllowAll, Decision, EventReply, Events, Handler, LiveView, MountError, Policy, RequireAssign};
 

@@ -36,12 +36,16 @@ impl Redirect {
         }
     }
 
-    /// Whether the target is a local path (`/x`, never `//host` or
-    /// `/\host`, which browsers treat as another origin).
+    /// Whether the target is a local path (see [`is_local_path`]).
     pub(crate) fn is_local(&self) -> bool {
-        let to = self.to();
-        to.starts_with('/') && !to.starts_with("//") && !to.starts_with("/\\") && !to.chars().any(|c| c.is_control())
+        is_local_path(self.to())
     }
+}
+
+/// Whether `to` is a local path (`/x`, never `//host` or `/\host`, which
+/// browsers treat as another origin, and no control characters).
+pub(crate) fn is_local_path(to: &str) -> bool {
+    to.starts_with('/') && !to.starts_with("//") && !to.starts_with("/\\") && !to.chars().any(|c| c.is_control())
 }
 
 /// One mounted view: its assigns, which phase it is in, and a pending

@@ -104,11 +104,7 @@ impl Endpoint {
         };
         if self.inner.config.check_csrf {
             let token = param(csrf::PARAM);
-            let valid = match (decoded.session.csrf_state(), token.as_deref()) {
-                (Some(state), Some(token)) => state.verify(token),
-                _ => false,
-            };
-            if !valid {
+            if !decoded.session.csrf_token_ok(token.as_deref()) {
                 let detail = if token.is_some() { "CSRF token does not verify" } else { "no CSRF token" };
                 return Ok(without_session(String::from(detail)));
             }
