@@ -1,6 +1,6 @@
 //! Token verification against its floor and against `jsonwebtoken`.
 //!
-//! Budget (DESIGN.md §6): verifying a ~130-character signed session token
+//! Budget (docs/ARCHITECTURE.md §6): verifying a ~130-character signed session token
 //! costs at most 1.25× the floor (base64url decode + one HMAC-SHA256 +
 //! postcard decode of the same bytes, written directly against the crates),
 //! and is at least 5× faster than `jsonwebtoken` HS256 decode + validate of

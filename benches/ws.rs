@@ -371,10 +371,9 @@ impl PageData {
 
 /// Serves the site's endpoint on 127.0.0.1 port 0.
 async fn liveguard_server(site: &Site, config: EndpointConfig) -> (SocketAddr, Endpoint) {
-    let (node, driver) = Node::start(NodeConfig::new("a"), &ring(), Arc::new(InProcess::new()), Arc::new(NoAudit))
+    let node = Node::start(NodeConfig::new("a"), &ring(), Arc::new(InProcess::new()), Arc::new(NoAudit))
         .await
         .expect("a node on the in-process backbone");
-    tokio::spawn(driver);
     let endpoint = Endpoint::new(site.app.clone(), node, site.cookie.clone(), config).expect("an endpoint");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port for the endpoint");
     let addr = listener.local_addr().expect("the endpoint's address");
@@ -989,7 +988,7 @@ async fn print_diagnostics(scale: &Scale, pages: &[PageData], liveguard_addr: So
     let register = time_each(n, |i| {
         let id = ids[i % ids.len()].clone();
         async move {
-            let registered = node.register(id, KeyId(1)).await.expect("a registration");
+            let registered = node.register(id, KeyId(1)).expect("a registration");
             drop(registered);
         }
     })

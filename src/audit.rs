@@ -121,6 +121,10 @@ pub enum AuditRecord {
         /// Why, in detail.
         detail: String,
     },
+    /// What the cluster protocol did or saw: revocations issued, made
+    /// durable, applied or left undelivered, control messages refused, the
+    /// node cut off from or caught up with the revocation log.
+    Cluster(crate::cluster::protocol::ClusterEvent),
     /// A token or cookie was refused.
     TokenRefused {
         /// What kind of token (its purpose or the cookie name).
@@ -148,6 +152,7 @@ impl fmt::Display for AuditRecord {
             Self::ConnectionClosed { code, detail } => write!(f, "connection closed with {code}: {detail}"),
             Self::TokenRefused { purpose, rejection } => write!(f, "token refused: {purpose}: {rejection}"),
             Self::ControlRefused { subject, reason } => write!(f, "control message refused on {subject}: {reason}"),
+            Self::Cluster(event) => write!(f, "cluster: {event}"),
         }
     }
 }

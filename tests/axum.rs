@@ -152,12 +152,7 @@ async fn pages_guards_and_the_websocket_share_one_port() {
     assert_eq!(fetch(format!("{}/live/websocket?vsn=2.0.0", app.base), None).await.0, 400, "not an upgrade");
 
     // A disconnect closes it with 1001.
-    app.live
-        .endpoint()
-        .node()
-        .disconnect(&socket_id("alice-token"), tokio::time::sleep(Duration::from_secs(5)))
-        .await
-        .expect("a report");
+    app.live.endpoint().node().disconnect(&socket_id("alice-token"), Duration::from_secs(5)).await.expect("a report");
     let code = close_code(&mut ws).await;
     assert_eq!(code, Some(1001));
 }

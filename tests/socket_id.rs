@@ -1,5 +1,5 @@
 //! `LiveSocketId` validation and its injective mapping onto a NATS subject
-//! token (DESIGN.md invariant 8).
+//! token (docs/ARCHITECTURE.md, invariant 8).
 
 use std::collections::HashMap;
 use std::str::FromStr;

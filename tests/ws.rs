@@ -301,6 +301,30 @@ async fn events_are_authorized_on_the_server() {
 }
 
 #[tokio::test]
+async fn periodic_revalidation_closes_a_revoked_session_that_no_message_reached() {
+    let site = Site::new();
+    let every = Duration::from_millis(300);
+    let served = single_node(&site, Site::config().revalidate_every(every)).await;
+    let (alice, root) = (site.login("alice-token"), site.login("root-token"));
+    let (alice_page, root_page) = (site.page(&alice, "/projects"), site.page(&root, "/projects"));
+    let (mut revoked, mut kept) = (open(&served, &alice_page).await, open(&served, &root_page).await);
+    assert_eq!(revoked.join(&alice_page).await.0, "ok");
+    assert_eq!(kept.join(&root_page).await.0, "ok");
+    // The session is deleted server-side and no disconnect is ever sent.
+    let deleted = Instant::now();
+    site.store.delete_token("alice-token");
+    assert_eq!(revoked.recv().await[3], "redirect", "the view is sent to the login page first");
+    assert_eq!(revoked.close_code().await, Some(1001));
+    let lived = deleted.elapsed();
+    // One interval (+20 % jitter) bounds it; the slack is for the machine.
+    assert!(lived <= every.mul_f64(1.2) + Duration::from_millis(500), "lived {lived:?}");
+    // The other connection outlives several intervals.
+    tokio::time::sleep(every * 3).await;
+    assert!(kept.heartbeat_ok().await, "a valid session is re-validated, not closed");
+    served.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_disconnect_closes_every_tab_of_the_id_with_1001_and_nothing_else() {
     let site = Site::new();
     let served = single_node(&site, Site::config()).await;
@@ -319,8 +343,7 @@ async fn a_disconnect_closes_every_tab_of_the_id_with_1001_and_nothing_else() {
     assert_eq!(root.join(&root_page).await.0, "ok");
 
     site.store.delete_token("alice-token");
-    let report =
-        served.endpoint.node().disconnect(&socket_id("alice-token"), tokio::time::sleep(WAIT)).await.expect("a report");
+    let report = served.endpoint.node().disconnect(&socket_id("alice-token"), WAIT).await.expect("a report");
     assert_eq!(report.connections(), 3);
     for tab in &mut tabs {
         assert_eq!(tab.close_code().await, Some(1001));
@@ -421,14 +444,14 @@ async fn reauthorize_redirects_revoked_views_in_place_and_keeps_the_others() {
 
     // Still valid: nothing is sent, the view keeps running.
     let node = served.endpoint.node().clone();
-    let report = node.reauthorize(&socket_id("alice-token"), tokio::time::sleep(WAIT)).await.expect("a report");
+    let report = node.reauthorize(&socket_id("alice-token"), WAIT).await.expect("a report");
     assert_eq!(report.connections(), 1);
     assert!(client.heartbeat_ok().await);
 
     // Revoked: the authenticated view is redirected and closed; the public
     // one keeps running on the same connection.
     site.store.delete_token("alice-token");
-    node.reauthorize(&socket_id("alice-token"), tokio::time::sleep(WAIT)).await.expect("a report");
+    node.reauthorize(&socket_id("alice-token"), WAIT).await.expect("a report");
     assert_eq!(client.recv().await, json!([join_ref, null, page.topic, "redirect", {"to": "/login"}]));
     assert_eq!(client.recv().await, json!([join_ref, join_ref, page.topic, "phx_close", {}]));
     assert!(client.heartbeat_ok().await);

@@ -146,16 +146,13 @@ impl UserSource for Accounts {
     }
 }
 
-/// Sends heartbeats until every node lists every other: their servers then
-/// route each other's subjects, so a disconnect from any node reaches all.
+/// Waits until every node lists every other (nodes heartbeat by
+/// themselves), so each report names the whole cluster.
 pub async fn await_members(nodes: &[Arc<Node>]) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while nodes.iter().any(|node| node.members().len() < nodes.len()) {
         if tokio::time::Instant::now() > deadline {
             return Err(String::from("the nodes did not see each other within 10 s"));
-        }
-        for node in nodes {
-            node.heartbeat().await.map_err(|err| format!("heartbeat: {err}"))?;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -274,9 +271,8 @@ impl Demo {
     /// One node: its cluster membership on `backbone` and its router. The
     /// node's driver runs on the current runtime.
     pub async fn node(&self, name: &str, backbone: Arc<dyn Backbone>, audit: Arc<dyn AuditSink>) -> (Arc<Node>, Live) {
-        let (node, driver) =
+        let node =
             Node::start(NodeConfig::new(name), &self.ring, backbone, audit).await.expect("a node of the cluster");
-        tokio::spawn(driver);
         // Pages are served from 127.0.0.1 or localhost on any port: the
         // nodes of one deployment listen on several.
         let origin = OriginPolicy::allow_list(["//127.0.0.1", "//localhost"]).expect("an Origin policy");
@@ -356,11 +352,37 @@ fn layout(page: &PageHtml<'_>) -> String {
     shell(page.page.socket.view(), &head, &body)
 }
 
-async fn login_form(State(node): State<AppState>, VerifiedSession(decoded): VerifiedSession) -> Response {
-    login_page(&node, decoded.session, "")
+#[derive(Deserialize)]
+struct Notice {
+    #[serde(default)]
+    notice: String,
 }
 
-fn login_page(node: &AppState, mut session: Session, error: &str) -> Response {
+/// The message for a `notice` the server set; anything else shows nothing
+/// (the page never echoes the query).
+fn notice_text(notice: &str) -> &'static str {
+    match notice {
+        "logged-out" => "You were logged out on every node.",
+        "logged-out-durable" => {
+            "You were logged out. Some node did not confirm yet; it will close your other tabs when it catches up."
+        }
+        "logged-out-pending" => {
+            "You were logged out here, but the cluster could not confirm it yet: your other tabs will be closed \
+             as soon as it does (the server keeps retrying)."
+        }
+        _ => "",
+    }
+}
+
+async fn login_form(
+    State(node): State<AppState>,
+    VerifiedSession(decoded): VerifiedSession,
+    axum::extract::Query(query): axum::extract::Query<Notice>,
+) -> Response {
+    login_page(&node, decoded.session, notice_text(&query.notice), "")
+}
+
+fn login_page(node: &AppState, mut session: Session, notice: &str, error: &str) -> Response {
     let state = match session.csrf_state() {
         Some(state) => state,
         None => {
@@ -372,10 +394,11 @@ fn login_page(node: &AppState, mut session: Session, error: &str) -> Response {
     let token = state.mask(&mut OsRandom).expect("operating-system randomness");
     let cookie = node.live.pages().set_cookie(&session, Timestamp::now(), &mut OsRandom).ok();
     let body = format!(
-        r#"<h1>Log in</h1><p id="error">{}</p><form method="post" action="/login">
+        r#"<h1>Log in</h1><p id="notice">{}</p><p id="error">{}</p><form method="post" action="/login">
 <input type="hidden" name="_csrf_token" value="{}">
 <label>Email <input name="email" id="email"></label> <label>Password <input name="password" id="password" type="password"></label>
 <button id="login">Log in</button></form><p>alice@example.com / alice-password, root@example.com / root-password</p>"#,
+        escape(notice),
         escape(error),
         escape(token.as_str())
     );
@@ -395,7 +418,7 @@ async fn log_in(State(node): State<AppState>, headers: HeaderMap, Form(form): Fo
         return StatusCode::FORBIDDEN.into_response();
     }
     let Some(token) = node.demo.accounts.log_in(&form.email, &form.password) else {
-        return login_page(&node, decoded.session, "Invalid email or password");
+        return login_page(&node, decoded.session, "", "Invalid email or password");
     };
     redirect("/dashboard", node.live.pages().set_cookie(&signed_in(&token), Timestamp::now(), &mut OsRandom).ok())
 }
@@ -420,13 +443,53 @@ struct CsrfForm {
     password: String,
 }
 
-/// Disconnects the live connections of `tokens` on every node.
-async fn disconnect(node: &AppState, tokens: &[String]) {
-    for token in tokens {
-        if let Some(id) = socket_id(token) {
-            let _ = node.live.endpoint().node().disconnect(&id, tokio::time::sleep(Duration::from_secs(2))).await;
+/// What the cluster confirmed of a log out.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Confirmed {
+    /// Recorded durably and applied by every node.
+    Everywhere,
+    /// Recorded durably; some node did not confirm in time (it applies it
+    /// when it catches up with the log).
+    Durable,
+    /// Not recorded yet: this node's connections are closed and the node
+    /// keeps retrying; other nodes' connections end when it lands, or at
+    /// their next re-validation.
+    Pending,
+}
+
+impl Confirmed {
+    /// The `notice` query value the login page explains.
+    fn notice(self) -> &'static str {
+        match self {
+            Self::Everywhere => "logged-out",
+            Self::Durable => "logged-out-durable",
+            Self::Pending => "logged-out-pending",
         }
     }
+}
+
+/// Disconnects the live connections of `tokens` on every node, all at once,
+/// waiting up to 5 s for the cluster to confirm.
+async fn disconnect(node: &AppState, tokens: &[String]) -> Confirmed {
+    let cluster = node.live.endpoint().node();
+    let revocations = tokens
+        .iter()
+        .filter_map(|token| socket_id(token))
+        .map(|id| async move { cluster.disconnect(&id, Duration::from_secs(5)).await });
+    let mut confirmed = Confirmed::Everywhere;
+    for result in futures_util::future::join_all(revocations).await {
+        confirmed = match (result, confirmed) {
+            (Err(_), _) | (_, Confirmed::Pending) => Confirmed::Pending,
+            (Ok(report), Confirmed::Everywhere) if report.complete() => Confirmed::Everywhere,
+            (Ok(_), _) => Confirmed::Durable,
+        };
+    }
+    confirmed
+}
+
+/// Where a log out lands: the login page, saying what the cluster confirmed.
+fn logged_out(node: &AppState, confirmed: Confirmed) -> Response {
+    redirect(&format!("/login?notice={}", confirmed.notice()), Some(node.live.pages().removal_cookie()))
 }
 
 fn checked(node: &AppState, session: &Session, form: &CsrfForm) -> Option<String> {
@@ -440,8 +503,8 @@ async fn log_out(
 ) -> Response {
     let Some(token) = checked(&node, &decoded.session, &form) else { return StatusCode::FORBIDDEN.into_response() };
     node.demo.accounts.delete_token(&token);
-    disconnect(&node, &[token]).await;
-    redirect("/login", Some(node.live.pages().removal_cookie()))
+    let confirmed = disconnect(&node, &[token]).await;
+    logged_out(&node, confirmed)
 }
 
 async fn log_out_everywhere(
@@ -452,8 +515,8 @@ async fn log_out_everywhere(
     let Some(token) = checked(&node, &decoded.session, &form) else { return StatusCode::FORBIDDEN.into_response() };
     let Some(user) = node.demo.accounts.user_by_token(&token) else { return redirect("/login", None) };
     let tokens = node.demo.accounts.delete_all_tokens(user.id);
-    disconnect(&node, &tokens).await;
-    redirect("/login", Some(node.live.pages().removal_cookie()))
+    let confirmed = disconnect(&node, &tokens).await;
+    logged_out(&node, confirmed)
 }
 
 async fn change_password(
@@ -467,8 +530,12 @@ async fn change_password(
         return StatusCode::UNPROCESSABLE_ENTITY.into_response();
     }
     let (ended, fresh) = node.demo.accounts.change_password(user.id, &form.password);
-    disconnect(&node, &ended).await;
-    redirect("/dashboard", node.live.pages().set_cookie(&signed_in(&fresh), Timestamp::now(), &mut OsRandom).ok())
+    let confirmed = disconnect(&node, &ended).await;
+    let to = match confirmed {
+        Confirmed::Everywhere => String::from("/dashboard"),
+        other => format!("/dashboard?notice={}", other.notice()),
+    };
+    redirect(&to, node.live.pages().set_cookie(&signed_in(&fresh), Timestamp::now(), &mut OsRandom).ok())
 }
 
 async fn app_js() -> Response {

@@ -62,7 +62,7 @@ async fn main() -> Result<(), BoxError> {
     let mut nodes = Vec::new();
     let mut lives = Vec::new();
     for (index, backbone) in backbones.into_iter().enumerate() {
-        let (node, live) = demo.node(&format!("node{index}"), backbone, audit.clone()).await;
+        let (node, live) = demo.node(&format!("node-{index}"), backbone, audit.clone()).await;
         nodes.push(node);
         lives.push(live);
     }
@@ -74,7 +74,7 @@ async fn main() -> Result<(), BoxError> {
         let addr = listener.local_addr()?;
         let router = demo.router(live);
         tokio::spawn(async move { axum::serve(listener, router).await });
-        println!("node{index}: http://{addr}, members {:?}", nodes[index].members());
+        println!("node-{index}: http://{addr}, members {:?}", nodes[index].members());
         addresses.push(addr);
     }
 
@@ -97,12 +97,16 @@ async fn backbones(nodes: usize) -> Result<(Option<nats_support::NatsCluster>, V
     let cluster = tokio::task::spawn_blocking(move || nats_support::NatsCluster::start(nodes))
         .await?
         .map_err(|err| format!("{err:?}"))?;
-    let user = nats_support::app_user();
     let mut backbones: Vec<Arc<dyn Backbone>> = Vec::new();
     for index in 0..nodes {
-        let options = async_nats::ConnectOptions::with_user_and_password(user.user.into(), user.password.into());
-        backbones
-            .push(Arc::new(liveguard::cluster::nats::Nats::connect(&cluster.node(index).client_url(), options).await?));
+        // Each node under its own NATS user (nats.conf), with the reply
+        // inbox that user may read.
+        let user = nats_support::node_user(index);
+        let options = async_nats::ConnectOptions::with_user_and_password(user.user.into(), user.password.into())
+            .custom_inbox_prefix(format!("liveguard.reply.{}", user.user));
+        let urls = cluster.client_urls().join(",");
+        let nats = liveguard::cluster::nats::Nats::connect(&urls, options).await?;
+        backbones.push(Arc::new(nats));
     }
     println!("nats: {nodes} servers from nats.conf");
     Ok((Some(cluster), backbones))

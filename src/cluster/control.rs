@@ -1,18 +1,23 @@
-//! Control messages on the backbone: versioned, MAC'd, dated, identified,
-//! and refused when forged, replayed, stale or malformed.
+//! Control messages on the backbone: versioned, MAC'd, identified, and
+//! refused when forged or malformed.
 //!
 //! A control message travels as a signed token of this crate's format (see
-//! [`crate::token`]) under a key derived for the purpose
-//! `"liveguard control"`, so its tag covers the format version, the key id
-//! and the body, and its signing time and maximum age are checked before the
-//! body is decoded. The body carries a random message id and the issuing
-//! node; a [`ReplayGuard`] remembers the ids it accepted until they would be
-//! stale anyway, so a captured message cannot be played again.
+//! [`crate::token`]) under a key derived for the cluster's control purpose,
+//! so its tag covers the format version, the key id and the body, and is
+//! checked in constant time before the body is decoded. The body carries a
+//! random [`MessageId`] and the issuing node.
+//!
+//! Replay protection does not come from the wall clock: revocations are
+//! applied from their position in the durable log, once per position and
+//! once per message id ([`super::protocol`]); heartbeats and answers only
+//! ever raise what a node believes of its peers. A clock stepped backwards
+//! or forwards therefore neither reopens nor closes a replay window, and
+//! nodes need no synchronised clocks for the cluster's guarantees.
 //!
 //! A service that can publish on the bus but does not hold the secret key
-//! base cannot disconnect anyone: its messages are refused and audited.
+//! base cannot revoke or resurrect anyone: its messages are refused and
+//! audited.
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use core::fmt;
 
@@ -26,6 +31,10 @@ use crate::token::{Rejection, SignError, SignedTokens, TokenConfig};
 
 const PURPOSE: &str = "liveguard control";
 
+/// The largest control message accepted, in bytes. Larger ones are refused
+/// before they are copied or scanned.
+pub const MAX_CONTROL_BYTES: usize = 2048;
+
 /// A random 128-bit message id.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct MessageId(pub [u8; 16]);
@@ -37,10 +46,9 @@ impl MessageId {
         rng.fill(&mut bytes)?;
         Ok(Self(bytes))
     }
-}
 
-impl MessageId {
-    /// The id as 32 lowercase hex digits (safe in a subject token).
+    /// The id as 32 lowercase hex digits (safe in a subject token and as a
+    /// JetStream message id).
     pub fn to_hex(&self) -> String {
         let mut hex = String::with_capacity(32);
         for byte in &self.0 {
@@ -60,154 +68,120 @@ impl fmt::Debug for MessageId {
     }
 }
 
-/// What a control message asks for.
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in &self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A fact every node must apply: recorded in the durable log and applied
+/// from it, once, in log order.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub enum Command {
+pub enum Revocation {
     /// Close every live connection registered under this id (close code
-    /// 1001), and acknowledge with the number closed.
+    /// 1001).
     Disconnect(LiveSocketId),
     /// Re-run the `on_mount` checks of every live connection under this id,
     /// in place.
     Reauthorize(LiveSocketId),
     /// Close every live connection whose session was verified under this key.
     RetireKey(KeyId),
-    /// The issuing node is alive (membership).
-    Heartbeat,
-    /// The answer of a node to a command.
+}
+
+/// What a control message says.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Command {
+    /// A revocation (durable log only).
+    Revoke(Revocation),
+    /// The issuing node is alive and has applied the log up to `applied`
+    /// (membership; and a loss-tolerant acknowledgement of every revocation
+    /// up to that position).
+    Heartbeat {
+        /// The last log position the node applied.
+        applied: u64,
+    },
+    /// A node applied a revocation: the immediate answer to its issuer.
     Ack {
-        /// The message answered.
+        /// The revocation's message id.
         to: MessageId,
+        /// Its log position.
+        position: u64,
         /// How many live connections the node acted on.
         connections: u32,
     },
-    /// Sent on the control subject by a node that just subscribed to this
-    /// id's subject: every node answers with an `Ack` published *on the id's
-    /// subject*, which reaches the prober only once the answering node's
-    /// server routes that subject to it.
-    Probe(LiveSocketId),
 }
 
 /// The authenticated body of a control message.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ControlMessage {
-    /// Unique per message; replays are refused.
+    /// Unique per message.
     pub id: MessageId,
     /// The node that issued it.
     pub node: String,
-    /// What it asks for.
+    /// What it says.
     pub command: Command,
-}
-
-/// A control message that passed every check.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct Accepted {
-    /// The message.
-    pub message: ControlMessage,
-    /// When it was issued.
-    pub issued_at: Timestamp,
 }
 
 /// Why a control message was ignored (for the audit log).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ControlRejection {
+    /// Larger than [`MAX_CONTROL_BYTES`]: refused unread.
+    TooLarge,
     /// The tag, format or body did not verify: forged or malformed.
     Invalid(Rejection),
-    /// Older than the configured maximum age.
-    Stale,
-    /// A message with this id was already accepted.
-    Replayed,
+    /// Genuine, but on a subject that does not match its body (another id,
+    /// another sender, a command that does not belong there).
+    WrongSubject,
 }
 
 impl fmt::Display for ControlRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::TooLarge => f.write_str("control message too large"),
             Self::Invalid(rejection) => write!(f, "invalid control message: {rejection}"),
-            Self::Stale => f.write_str("stale control message"),
-            Self::Replayed => f.write_str("replayed control message"),
+            Self::WrongSubject => f.write_str("control message on a subject that does not match its body"),
         }
     }
 }
 
 impl core::error::Error for ControlRejection {}
 
-/// Signs and checks control messages. Build once per node.
+/// Signs and checks control messages. Build once per node (it runs the key
+/// derivation).
 #[derive(Clone, Debug)]
 pub struct ControlCodec {
     tokens: SignedTokens,
-    max_age_secs: u64,
 }
 
 impl ControlCodec {
-    /// Control messages under `ring`, refused once older than `max_age_secs`
-    /// (or dated further ahead than `clock_skew_ms`).
-    pub fn new(ring: &KeyRing, max_age_secs: u64, clock_skew_ms: u64) -> Self {
-        let config = TokenConfig::default().max_len(2048).clock_skew_ms(clock_skew_ms);
-        Self { tokens: SignedTokens::with_config(ring, PURPOSE, config), max_age_secs }
+    /// Control messages under `ring`.
+    pub fn new(ring: &KeyRing) -> Self {
+        // No age and no skew rule: a revocation read from the log after an
+        // hour-long partition is as valid as a fresh one, and a node's clock
+        // must not decide whether it obeys (see the module docs).
+        let config = TokenConfig::default().max_len(MAX_CONTROL_BYTES).clock_skew_ms(u64::MAX);
+        Self { tokens: SignedTokens::with_config(ring, PURPOSE, config) }
     }
 
-    /// Signs `message` as issued at `now`.
+    /// Signs `message`; `now` is recorded for diagnostics only.
     pub fn encode(&self, message: &ControlMessage, now: Timestamp) -> Result<String, SignError> {
-        self.tokens.sign_with_max_age(message, now, MaxAge::Seconds(self.max_age_secs))
+        self.tokens.sign_with_max_age(message, now, MaxAge::Unlimited)
     }
 
-    /// Checks `bytes` at `now`: tag, age, then (through `guard`) replay.
-    pub fn decode(&self, bytes: &[u8], now: Timestamp, guard: &mut ReplayGuard) -> Result<Accepted, ControlRejection> {
+    /// Checks `bytes`: size, then tag, then the body. Returns the message
+    /// and when its issuer says it signed it.
+    pub fn decode(&self, bytes: &[u8], now: Timestamp) -> Result<(ControlMessage, Timestamp), ControlRejection> {
+        if bytes.len() > MAX_CONTROL_BYTES {
+            return Err(ControlRejection::TooLarge);
+        }
         let text = core::str::from_utf8(bytes).map_err(|_| ControlRejection::Invalid(Rejection::Malformed))?;
-        // The age in the message is ignored: this node's maximum applies.
         let verified = self
             .tokens
-            .verify_with_max_age::<ControlMessage>(text, now, MaxAge::Seconds(self.max_age_secs))
-            .map_err(|err| match err.rejection() {
-                Rejection::Expired => ControlRejection::Stale,
-                other => ControlRejection::Invalid(other),
-            })?;
-        let forget_after = verified.expires_at.unwrap_or(now);
-        if !guard.admit(verified.data.id, forget_after, now) {
-            return Err(ControlRejection::Replayed);
-        }
-        Ok(Accepted { message: verified.data, issued_at: verified.signed_at })
-    }
-}
-
-/// Remembers accepted message ids until they would be stale anyway.
-#[derive(Debug, Default)]
-pub struct ReplayGuard {
-    seen: BTreeMap<MessageId, Timestamp>,
-    by_expiry: BTreeMap<(Timestamp, MessageId), ()>,
-}
-
-impl ReplayGuard {
-    /// An empty guard.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Admits `id` unless it was admitted before; remembers it until
-    /// `forget_after`. Forgets everything that lapsed before `now`, so memory
-    /// is bounded by the message rate times the maximum age.
-    pub fn admit(&mut self, id: MessageId, forget_after: Timestamp, now: Timestamp) -> bool {
-        while let Some((&(expiry, old), ())) = self.by_expiry.iter().next() {
-            if expiry >= now {
-                break;
-            }
-            self.by_expiry.remove(&(expiry, old));
-            self.seen.remove(&old);
-        }
-        if self.seen.contains_key(&id) {
-            return false;
-        }
-        self.seen.insert(id, forget_after);
-        self.by_expiry.insert((forget_after, id), ());
-        true
-    }
-
-    /// How many ids are remembered.
-    pub fn len(&self) -> usize {
-        self.seen.len()
-    }
-
-    /// Whether no id is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+            .verify_with_max_age::<ControlMessage>(text, now, MaxAge::Unlimited)
+            .map_err(|err| ControlRejection::Invalid(err.rejection()))?;
+        Ok((verified.data, verified.signed_at))
     }
 }

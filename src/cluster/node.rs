@@ -1,98 +1,55 @@
-//! A node of a live cluster: its registry, its backbone, and the
-//! acknowledged control commands it sends and obeys.
+//! A node of a live cluster: the tokio driver of the node protocol
+//! ([`super::protocol`]), its registry of live connections, and the
+//! revocations it issues and applies.
+//!
+//! [`Node::start`] spawns the node's driver on the current tokio runtime; it
+//! heartbeats, ages members, follows the log, retries appends and answers
+//! callers by itself, until the last handle to the node is dropped.
 
-use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::pin::pin;
-use std::string::{String, ToString};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Poll;
+use std::boxed::Box;
+use std::collections::HashMap;
+use std::string::String;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 use std::vec::Vec;
 
-use tokio::sync::mpsc;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::time::Instant;
 
-use super::backbone::{Backbone, BackboneError, BackboneStatus, Delivery, Interest};
-use super::control::{Command, ControlCodec, ControlMessage, MessageId, ReplayGuard};
-use super::registry::{ConnectionCommand, ConnectionEvents, InterestChange, Registration, Registry};
+use super::backbone::{Backbone, BackboneError, Delivery, Interest, Log, LogFeed};
+use super::control::{ControlCodec, MessageId, Revocation};
+use super::protocol::{
+    self, BackboneLoss, Local, LogEvent, NodeProtocol, Now, Output, Report, RevokeError, Settings, Subjects,
+};
+use super::registry::{CloseReason, ConnectionCommand, ConnectionEvents, Registration, Registry};
+use crate::OsRandom;
 use crate::audit::{AuditRecord, AuditSink};
 use crate::keys::{KeyId, KeyRing};
-use crate::random::OsRandom;
-use crate::socket_id::{self, LiveSocketId};
+use crate::live::BoxFuture;
+use crate::socket_id::LiveSocketId;
 use crate::time::Timestamp;
 
-/// What a node does while its backbone is lost.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub enum BackboneLoss {
-    /// Keep serving; when the backbone returns, ask every live connection to
-    /// re-validate its session (`on_mount` again), so a revocation missed
-    /// meanwhile takes effect then. The default.
-    #[default]
-    Revalidate,
-    /// Keep serving and never re-validate: Phoenix's behaviour. Unsafe: a
-    /// disconnect published during the outage is lost for good.
-    KeepServing,
-    /// Keep serving for this grace period; if the backbone is still lost
-    /// then, close every live connection (1001: clients reconnect, to this
-    /// node or another, and mount again). If it returns in time, re-validate
-    /// as [`BackboneLoss::Revalidate`]. Needs a timer: feature `nats`.
-    #[cfg(feature = "nats")]
-    CloseAfter(std::time::Duration),
-}
-
-/// How a node subscribes to the disconnects of its connections' ids.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub enum InterestMode {
-    /// One wildcard subscription per node (`<prefix>.>`); every node sees
-    /// every command and dispatches locally. The default: a registry entry
-    /// costs far less than a broker subscription (BENCHMARKS.md), and every
-    /// node answers every command, so reports name exactly the silent ones.
-    #[default]
-    Wildcard,
-    /// One subscription per distinct id with connections on the node,
-    /// reference-counted; commands reach only the nodes holding the id, so
-    /// a node without it stays silent (and is reported as such).
-    ///
-    /// A NATS cluster spreads a new subscription over its routes
-    /// asynchronously, so [`Node::register`] of a new id also probes the
-    /// cluster: every member answers on the id's subject from its own server,
-    /// and `register` returns once every known member's answer came through
-    /// (proof that its server routes the id here), or after `PROBE_TIMEOUT`
-    /// (1 s) for members that do not answer. A new id therefore
-    /// costs a cluster round trip, and while a dead member is still listed
-    /// (until its heartbeats time out) each new id waits the full timeout.
-    PerId,
-}
-
-/// How long [`Node::register`] waits for members' answers to the probe of a
-/// new id under [`InterestMode::PerId`] (with the NATS backbone).
-#[cfg(feature = "nats")]
-pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// How a node names itself and its subjects.
+/// How a node names itself and its subjects, and the protocol's tunables.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     name: String,
     prefix: String,
-    control_max_age_secs: u64,
-    clock_skew_ms: u64,
-    member_timeout_ms: u64,
-    on_loss: BackboneLoss,
-    interest: InterestMode,
+    settings: Settings,
+    start_timeout: Duration,
 }
 
 impl NodeConfig {
-    /// A node called `name`, with prefix `liveguard`, control messages valid
-    /// 30 s with 5 s of clock skew, members forgotten after 15 s of silence,
-    /// and [`BackboneLoss::Revalidate`].
+    /// A node called `name` (one subject token of `[A-Za-z0-9_-]`, unique in
+    /// the cluster; with per-node NATS users, the name its user may publish
+    /// as), with prefix `liveguard` and [`Settings::default`].
     pub fn new(name: &str) -> Self {
         Self {
             name: String::from(name),
             prefix: String::from("liveguard"),
-            control_max_age_secs: 30,
-            clock_skew_ms: 5_000,
-            member_timeout_ms: 15_000,
-            on_loss: BackboneLoss::Revalidate,
-            interest: InterestMode::Wildcard,
+            settings: Settings::default(),
+            start_timeout: Duration::from_secs(10),
         }
     }
 
@@ -102,451 +59,454 @@ impl NodeConfig {
         self
     }
 
-    /// How long a member is known after its last heartbeat or answer.
-    pub fn member_timeout_ms(mut self, timeout: u64) -> Self {
-        self.member_timeout_ms = timeout;
-        self
-    }
-
-    /// How the node subscribes to its connections' ids.
-    pub fn interest(mut self, mode: InterestMode) -> Self {
-        self.interest = mode;
-        self
-    }
-
-    /// What to do while the backbone is lost.
+    /// What to do while the node cannot show it is caught up with the log.
     pub fn on_backbone_loss(mut self, policy: BackboneLoss) -> Self {
-        self.on_loss = policy;
+        self.settings.on_loss = policy;
+        self
+    }
+
+    /// How often the node heartbeats (default 1 s).
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.settings.heartbeat_interval = interval;
+        self
+    }
+
+    /// How long a silent peer stays a member (default 5 s).
+    pub fn member_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.member_timeout = timeout;
+        self
+    }
+
+    /// How long the node may go without proof that it is caught up before
+    /// [`BackboneLoss`] applies (default 3 s).
+    pub fn caught_up_grace(mut self, grace: Duration) -> Self {
+        self.settings.caught_up_grace = grace;
+        self
+    }
+
+    /// How many unconfirmed revocations the node keeps retrying (default
+    /// 65 536).
+    pub fn outbox_capacity(mut self, capacity: usize) -> Self {
+        self.settings.outbox_capacity = capacity;
+        self
+    }
+
+    /// How long [`Node::start`] waits for the log to be readable (default
+    /// 10 s).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
         self
     }
 }
 
-/// Who answered a control command, and what they did.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct Report {
-    /// The command's message id.
-    pub message: MessageId,
-    /// Each node that answered, with the number of connections it acted on.
-    pub answered: BTreeMap<String, u32>,
-    /// Known members (from heartbeats and answers) that did not answer
-    /// before the deadline. With [`InterestMode::PerId`] this includes the
-    /// nodes that hold no connection under the id.
-    pub silent: Vec<String>,
-}
-
-impl Report {
-    /// Connections acted on across the nodes that answered.
-    pub fn connections(&self) -> u64 {
-        self.answered.values().map(|&n| u64::from(n)).sum()
-    }
-
-    /// Whether every known member answered.
-    pub fn complete(&self) -> bool {
-        self.silent.is_empty()
-    }
-}
-
-/// Why a node could not start or send a command.
+/// What went wrong with a node.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum NodeError {
+#[non_exhaustive]
+pub enum NodeErrorKind {
     /// The prefix is not one or more tokens of `[A-Za-z0-9_-]`.
     InvalidPrefix,
-    /// The node name is not one token of `[A-Za-z0-9_-]` (it names the
-    /// node's inbox subject).
+    /// The node name is not one token of `[A-Za-z0-9_-]`.
     InvalidName,
     /// The backbone failed.
-    Backbone(BackboneError),
-    /// The command could not be signed or its id drawn.
-    Sign,
+    Backbone,
+    /// The log could not be read within the start timeout.
+    LogUnreachable,
+    /// A revocation did not finish with a report (see
+    /// [`NodeError::revoke_error`]).
+    Revoke,
+    /// The node refuses new connections: it cannot hear revocations and its
+    /// [`BackboneLoss::CloseAfter`] grace has passed.
+    Refusing,
+    /// The node's driver has stopped.
+    Stopped,
+}
+
+/// A node failure: its kind, and the error beneath it.
+#[derive(Debug)]
+pub struct NodeError {
+    kind: NodeErrorKind,
+    revoke: Option<RevokeError>,
+    source: Option<BackboneError>,
+}
+
+impl NodeError {
+    fn new(kind: NodeErrorKind) -> Self {
+        Self { kind, revoke: None, source: None }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> NodeErrorKind {
+        self.kind
+    }
+
+    /// Why a revocation did not finish, for [`NodeErrorKind::Revoke`]: e.g.
+    /// [`RevokeError::queued`] says it is still being retried.
+    pub fn revoke_error(&self) -> Option<RevokeError> {
+        self.revoke
+    }
+}
+
+impl From<BackboneError> for NodeError {
+    fn from(err: BackboneError) -> Self {
+        Self { kind: NodeErrorKind::Backbone, revoke: None, source: Some(err) }
+    }
+}
+
+impl From<RevokeError> for NodeError {
+    fn from(err: RevokeError) -> Self {
+        Self { kind: NodeErrorKind::Revoke, revoke: Some(err), source: None }
+    }
 }
 
 impl std::fmt::Display for NodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::InvalidPrefix => f.write_str("the subject prefix must be tokens of [A-Za-z0-9_-]"),
-            Self::InvalidName => f.write_str("the node name must be one token of [A-Za-z0-9_-]"),
-            Self::Backbone(err) => write!(f, "backbone: {err}"),
-            Self::Sign => f.write_str("the control message could not be signed"),
+        match (self.kind, &self.revoke, &self.source) {
+            (_, Some(revoke), _) => write!(f, "{revoke}"),
+            (_, _, Some(source)) => write!(f, "backbone: {source}"),
+            (NodeErrorKind::InvalidPrefix, ..) => f.write_str("the subject prefix must be tokens of [A-Za-z0-9_-]"),
+            (NodeErrorKind::InvalidName, ..) => f.write_str("the node name must be one token of [A-Za-z0-9_-]"),
+            (NodeErrorKind::LogUnreachable, ..) => f.write_str("the revocation log could not be read in time"),
+            (NodeErrorKind::Refusing, ..) => {
+                f.write_str("the node cannot hear revocations and refuses new connections")
+            }
+            (NodeErrorKind::Stopped, ..) => f.write_str("the node's driver has stopped"),
+            (NodeErrorKind::Backbone | NodeErrorKind::Revoke, ..) => f.write_str("node error"),
         }
     }
 }
 
-impl core::error::Error for NodeError {}
-
-impl From<BackboneError> for NodeError {
-    fn from(err: BackboneError) -> Self {
-        Self::Backbone(err)
+impl std::error::Error for NodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match (&self.revoke, &self.source) {
+            (Some(revoke), _) => Some(revoke),
+            (_, Some(source)) => Some(source),
+            _ => None,
+        }
     }
 }
 
-/// A node: registers live connections and sends and obeys disconnects,
-/// re-authorizations and key retirements across the cluster.
-pub struct Node {
-    config: NodeConfig,
+type Waiters = HashMap<MessageId, oneshot::Sender<Result<Report, RevokeError>>>;
+
+struct Shared {
+    protocol: Mutex<NodeProtocol>,
     registry: Arc<Registry>,
-    backbone: Arc<dyn Backbone>,
-    codec: ControlCodec,
-    guard: Mutex<ReplayGuard>,
-    members: Mutex<BTreeMap<String, Timestamp>>,
+    waiters: Mutex<Waiters>,
     audit: Arc<dyn AuditSink>,
-    /// Where every subscription of the node delivers.
-    sink: mpsc::UnboundedSender<Delivery>,
-    /// Per-id subscriptions ([`InterestMode::PerId`]); the async lock orders
-    /// subscribing and unsubscribing one id.
-    per_id: tokio::sync::Mutex<HashMap<LiveSocketId, Interest>>,
-    /// Commands awaiting answers, by message id.
-    pending: Mutex<HashMap<MessageId, mpsc::UnboundedSender<(String, u32)>>>,
+    /// Wakes the driver: a caller left work in the protocol, or the node
+    /// was dropped.
+    wake: Notify,
+    stopped: AtomicBool,
+    origin: Instant,
+    /// Whether the node is caught up with the log.
+    in_sync: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn protocol(&self) -> MutexGuard<'_, NodeProtocol> {
+        self.protocol.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, Waiters> {
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> Now {
+        Now { mono: self.origin.elapsed(), wall: Timestamp::now() }
+    }
+}
+
+/// A node: registers live connections and issues and applies revocations
+/// across the cluster.
+pub struct Node {
+    name: String,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("name", &self.config.name).field("prefix", &self.config.prefix).finish()
+        f.debug_struct("Node").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shared.stopped.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+    }
+}
+
+/// Applies revocations to the node's registry.
+struct RegistryLocal<'a>(&'a Registry);
+
+impl Local for RegistryLocal<'_> {
+    fn apply(&mut self, revocation: &Revocation) -> u32 {
+        match revocation {
+            Revocation::Disconnect(id) => self.0.disconnect(id),
+            Revocation::Reauthorize(id) => self.0.send(id, ConnectionCommand::Reauthorize),
+            Revocation::RetireKey(key_id) => self.0.retire_key(*key_id),
+        }
+    }
+
+    fn reauthorize_all(&mut self) -> u32 {
+        self.0.broadcast(ConnectionCommand::Reauthorize)
+    }
+
+    fn close_all(&mut self) -> u32 {
+        self.0.broadcast(ConnectionCommand::Close(CloseReason::BackboneLost))
+    }
+}
+
+/// Deliveries of the node's subscriptions waiting for the driver; more are
+/// dropped (heartbeats and acknowledgements only: revocations come from the
+/// log, which the node reads at its own pace).
+const CONTROL_QUEUE: usize = 1024;
+/// Publishes outstanding at once; more are dropped (the next heartbeat makes
+/// good a lost one).
+const MAX_PUBLISHES: usize = 256;
+
 impl Node {
-    /// Starts a node: subscribes to the cluster's subjects and waits until
-    /// that interest is live at its server. Spawn the returned driver on any
-    /// executor; it obeys incoming commands until the backbone closes.
-    ///
-    /// A NATS cluster spreads the subscription over its routes
-    /// asynchronously (milliseconds): before accepting connections, send
-    /// heartbeats until [`Node::members`] lists the other nodes, which proves
-    /// their servers route this node's subjects.
+    /// Starts a node on the current tokio runtime: subscribes to the
+    /// cluster's heartbeats and to its own acknowledgements, opens the log
+    /// (creating it when missing), follows it from its end, and returns once
+    /// the node is caught up with it, so a revocation appended from then on
+    /// reaches every connection registered here. The driver runs until the
+    /// last `Arc<Node>` is dropped.
     pub async fn start(
         config: NodeConfig,
         ring: &KeyRing,
         backbone: Arc<dyn Backbone>,
         audit: Arc<dyn AuditSink>,
-    ) -> Result<(Arc<Self>, impl Future<Output = ()> + Send + 'static), NodeError> {
-        if !config.prefix.split('.').all(valid_token) {
-            return Err(NodeError::InvalidPrefix);
+    ) -> Result<Arc<Self>, NodeError> {
+        if !protocol::valid_prefix(&config.prefix) {
+            return Err(NodeError::new(NodeErrorKind::InvalidPrefix));
         }
-        let codec = ControlCodec::new(ring, config.control_max_age_secs, config.clock_skew_ms);
-        if !valid_token(&config.name) {
-            return Err(NodeError::InvalidName);
+        if !protocol::valid_token(&config.name) {
+            return Err(NodeError::new(NodeErrorKind::InvalidName));
         }
-        let (sink, deliveries) = mpsc::unbounded_channel();
-        // Answers to this node's commands arrive on one inbox of its own.
-        let mut subjects = std::vec![
-            std::format!("{}.control", config.prefix),
-            std::format!("{}.inbox.{}.*", config.prefix, config.name),
+        let subjects = Subjects::new(&config.prefix);
+        let (sink, control) = mpsc::channel(CONTROL_QUEUE);
+        let interests = std::vec![
+            backbone.subscribe_into(subjects.members(), sink.clone()).await?,
+            backbone.subscribe_into(subjects.acks_to(&config.name), sink).await?,
         ];
-        if config.interest == InterestMode::Wildcard {
-            subjects.push(std::format!("{}.socket.*", config.prefix));
-        }
-        let mut interests = Vec::new();
-        for subject in subjects {
-            interests.push(backbone.subscribe_into(subject, sink.clone()).await?);
-        }
         backbone.flush().await?;
-        let (registry, changes) = match config.interest {
-            InterestMode::Wildcard => (Registry::new(), None),
-            InterestMode::PerId => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                (Registry::with_interest(tx), Some(rx))
-            }
-        };
-        let node = Arc::new(Self {
-            config,
-            registry: Arc::new(registry),
-            backbone,
-            codec,
-            guard: Mutex::new(ReplayGuard::new()),
-            members: Mutex::new(BTreeMap::new()),
+        let log = backbone.open_log(&subjects).await?;
+        let end = log.end().await?;
+        let origin = Instant::now();
+        let now = Now { mono: Duration::ZERO, wall: Timestamp::now() };
+        let codec = ControlCodec::new(ring);
+        let protocol = NodeProtocol::new(&config.name, subjects, codec, config.settings, end + 1, now);
+        let (in_sync, mut synced) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            protocol: Mutex::new(protocol),
+            registry: Arc::new(Registry::new()),
+            waiters: Mutex::new(HashMap::new()),
             audit,
-            sink,
-            per_id: tokio::sync::Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            stopped: AtomicBool::new(false),
+            origin,
+            in_sync,
         });
-        Ok((Arc::clone(&node), node.drive(interests, deliveries, changes)))
+        tokio::spawn(drive(Arc::clone(&shared), backbone, log, control, interests));
+        let node = Arc::new(Self { name: config.name, shared });
+        match tokio::time::timeout(config.start_timeout, synced.wait_for(|synced| *synced)).await {
+            Ok(Ok(_)) => Ok(node),
+            _ => Err(NodeError::new(NodeErrorKind::LogUnreachable)),
+        }
     }
 
     /// The node's name.
     pub fn name(&self) -> &str {
-        &self.config.name
+        &self.name
     }
 
     /// The live connections of this node.
     pub fn registry(&self) -> &Arc<Registry> {
-        &self.registry
+        &self.shared.registry
     }
 
-    /// Registers a live connection, and returns once the node's interest in
-    /// `id` is live at the broker, so a disconnect published from then on
-    /// reaches it: register first, then validate the session for the last
-    /// time (DESIGN invariant 9). With [`InterestMode::PerId`] the first
-    /// connection of an id subscribes, waits for a probe to come back through
-    /// the node's own server, and (NATS) for every member's answer on the
-    /// id's subject; the node's driver must be running.
-    pub async fn register(
-        &self,
-        id: LiveSocketId,
-        key_id: KeyId,
-    ) -> Result<(Registration, ConnectionEvents), NodeError> {
-        if self.config.interest == InterestMode::Wildcard {
-            return Ok(self.registry.register(id, key_id));
+    /// Registers a live connection under `id`, whose session was verified
+    /// under `key_id`. Register first, then validate the session for the
+    /// last time: every revocation the log takes from then on reaches this
+    /// registration (the node applies the log in order, from before it was
+    /// caught up at start). Refused while [`BackboneLoss::CloseAfter`] has
+    /// closed everything.
+    pub fn register(&self, id: LiveSocketId, key_id: KeyId) -> Result<(Registration, ConnectionEvents), NodeError> {
+        if self.shared.protocol().refuses_connections() {
+            return Err(NodeError::new(NodeErrorKind::Refusing));
         }
-        let mut per_id = self.per_id.lock().await;
-        if !per_id.contains_key(&id) {
-            let interest = self.backbone.subscribe_into(self.socket_subject(&id), self.sink.clone()).await?;
-            self.sync().await?;
-            #[cfg(feature = "nats")]
-            {
-                let control = std::format!("{}.control", self.config.prefix);
-                let deadline = tokio::time::sleep(PROBE_TIMEOUT);
-                self.command(control, Command::Probe(id.clone()), deadline).await?;
-            }
-            per_id.insert(id.clone(), interest);
-        }
-        Ok(self.registry.register(id, key_id))
+        Ok(self.shared.registry.register(id, key_id))
     }
 
-    /// Returns once the broker has applied everything this node sent before:
-    /// a signed probe goes to the node's own inbox, and the broker handles a
-    /// connection's operations in order, so when the probe comes back every
-    /// earlier subscription is live at the node's server.
-    async fn sync(&self) -> Result<(), NodeError> {
-        let probe = MessageId::random(&mut OsRandom).map_err(|_| NodeError::Sign)?;
-        let (echo, mut echoed) = mpsc::unbounded_channel();
-        self.lock_pending().insert(probe, echo);
-        let wire = self.encode(Command::Ack { to: probe, connections: 0 }).map(|(_, wire)| wire);
-        let subject = std::format!("{}.inbox.{}.{}", self.config.prefix, self.config.name, probe.to_hex());
-        let result = match wire {
-            Ok(wire) => match self.backbone.publish(subject, None, wire.into_bytes()).await {
-                Ok(()) => echoed.recv().await.map(|_| ()).ok_or(NodeError::Backbone(BackboneError::Unavailable)),
-                Err(err) => Err(err.into()),
-            },
-            Err(err) => Err(err),
-        };
-        self.lock_pending().remove(&probe);
-        result
-    }
-
-    /// Drops the subscription of an id whose last connection left, unless
-    /// one registered meanwhile.
-    async fn forget(&self, id: LiveSocketId) {
-        let mut per_id = self.per_id.lock().await;
-        if self.registry.count(&id) == 0 {
-            per_id.remove(&id);
-        }
-    }
-
-    /// Closes every connection under `id` on every node. Waits for answers
-    /// until every known member answered or `deadline` resolves (e.g.
-    /// `tokio::time::sleep(..)`).
-    pub async fn disconnect(&self, id: &LiveSocketId, deadline: impl Future<Output = ()>) -> Result<Report, NodeError> {
-        self.command(self.socket_subject(id), Command::Disconnect(id.clone()), deadline).await
+    /// Closes every connection under `id` on every node: this node's at
+    /// once, then the revocation is appended to the log, retried until the
+    /// log takes it or `timeout` passes. The report names the nodes that
+    /// applied it and the members that did not show it within `timeout`. If
+    /// the log did not take it in time, the error says so
+    /// ([`NodeErrorKind::Revoke`]) and the node keeps retrying it.
+    pub async fn disconnect(&self, id: &LiveSocketId, timeout: Duration) -> Result<Report, NodeError> {
+        self.revoke(Revocation::Disconnect(id.clone()), timeout).await
     }
 
     /// Re-runs the `on_mount` checks of every connection under `id` on every
-    /// node, in place.
-    pub async fn reauthorize(
-        &self,
-        id: &LiveSocketId,
-        deadline: impl Future<Output = ()>,
-    ) -> Result<Report, NodeError> {
-        self.command(self.socket_subject(id), Command::Reauthorize(id.clone()), deadline).await
+    /// node, in place; durable and reported as [`Node::disconnect`].
+    pub async fn reauthorize(&self, id: &LiveSocketId, timeout: Duration) -> Result<Report, NodeError> {
+        self.revoke(Revocation::Reauthorize(id.clone()), timeout).await
     }
 
-    /// Closes every connection verified under `key_id` on every node.
-    pub async fn retire_key(&self, key_id: KeyId, deadline: impl Future<Output = ()>) -> Result<Report, NodeError> {
-        self.command(std::format!("{}.control", self.config.prefix), Command::RetireKey(key_id), deadline).await
+    /// Closes every connection verified under `key_id` on every node;
+    /// durable and reported as [`Node::disconnect`].
+    pub async fn retire_key(&self, key_id: KeyId, timeout: Duration) -> Result<Report, NodeError> {
+        self.revoke(Revocation::RetireKey(key_id), timeout).await
     }
 
-    /// Announces this node to the others; call periodically (well within
-    /// the member timeout).
-    pub async fn heartbeat(&self) -> Result<(), NodeError> {
-        let wire = self.encode(Command::Heartbeat)?.1;
-        let subject = std::format!("{}.control", self.config.prefix);
-        Ok(self.backbone.publish(subject, None, wire.into_bytes()).await?)
+    async fn revoke(&self, revocation: Revocation, timeout: Duration) -> Result<Report, NodeError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(NodeError::new(NodeErrorKind::Stopped));
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut protocol = self.shared.protocol();
+            let mut local = RegistryLocal(&self.shared.registry);
+            let now = self.shared.now();
+            let message = protocol.revoke(revocation, &mut local, timeout, now, &mut OsRandom)?;
+            self.shared.waiters().insert(message, tx);
+        }
+        self.shared.wake.notify_one();
+        match rx.await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(NodeError::new(NodeErrorKind::Stopped)),
+        }
     }
 
     /// The members heard from within the member timeout, this node included.
     pub fn members(&self) -> Vec<String> {
-        let now = Timestamp::now();
-        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
-        members.retain(|_, seen| seen.saturating_add_millis(self.config.member_timeout_ms) >= now);
-        let mut names: Vec<String> = members.keys().cloned().collect();
-        if !members.contains_key(&self.config.name) {
-            names.push(self.config.name.clone());
-            names.sort();
-        }
-        names
+        let now = self.shared.now();
+        self.shared.protocol().members(now)
     }
 
-    /// Records that `node` is alive (a heartbeat or an answer).
-    fn saw(&self, node: &str) {
-        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
-        members.insert(String::from(node), Timestamp::now());
+    /// The last log position this node applied.
+    pub fn applied(&self) -> u64 {
+        self.shared.protocol().applied()
     }
 
-    fn socket_subject(&self, id: &LiveSocketId) -> String {
-        socket_id::subject(&self.config.prefix, id)
+    /// Whether the node is caught up with the log (it proved so within its
+    /// grace period).
+    pub fn is_caught_up(&self) -> bool {
+        *self.shared.in_sync.borrow()
     }
 
-    fn encode(&self, command: Command) -> Result<(MessageId, String), NodeError> {
-        let id = MessageId::random(&mut OsRandom).map_err(|_| NodeError::Sign)?;
-        let message = ControlMessage { id, node: self.config.name.clone(), command };
-        let wire = self.codec.encode(&message, Timestamp::now()).map_err(|_| NodeError::Sign)?;
-        Ok((id, wire))
+    /// Revocations of this node not yet confirmed by the log.
+    pub fn outbox_len(&self) -> usize {
+        self.shared.protocol().outbox_len()
     }
+}
 
-    async fn command(
-        &self,
-        subject: String,
-        command: Command,
-        deadline: impl Future<Output = ()>,
-    ) -> Result<Report, NodeError> {
-        let (message, wire) = self.encode(command)?;
-        let (answers, mut replies) = mpsc::unbounded_channel();
-        self.lock_pending().insert(message, answers);
-        let inbox = std::format!("{}.inbox.{}.{}", self.config.prefix, self.config.name, message.to_hex());
-        let expected = self.members();
-        let published = self.backbone.publish(subject, Some(inbox), wire.into_bytes()).await;
-        let mut answered = BTreeMap::new();
-        if published.is_ok() {
-            let collect = async {
-                while let Some((node, connections)) = replies.recv().await {
-                    answered.insert(node, connections);
-                    if expected.iter().all(|member| answered.contains_key(member)) {
-                        break;
-                    }
-                }
-            };
-            race(collect, deadline).await;
-        }
-        self.lock_pending().remove(&message);
-        published?;
-        let silent = expected.into_iter().filter(|member| !answered.contains_key(member)).collect();
-        Ok(Report { message, answered, silent })
-    }
+type Appended = BoxFuture<'static, (MessageId, Result<u64, BackboneError>)>;
+type Following = BoxFuture<'static, (u64, Result<Box<dyn LogFeed>, BackboneError>)>;
 
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<MessageId, mpsc::UnboundedSender<(String, u32)>>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Decodes a control message, or audits why it was refused.
-    fn accept(&self, delivery: &Delivery) -> Option<ControlMessage> {
-        let now = Timestamp::now();
-        let decoded = {
-            let mut guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
-            self.codec.decode(&delivery.payload, now, &mut guard)
-        };
-        match decoded {
-            Ok(accepted) => Some(accepted.message),
-            Err(reason) => {
-                self.audit.record(AuditRecord::ControlRefused {
-                    subject: delivery.subject.clone(),
-                    reason: reason.to_string(),
-                });
-                None
-            }
-        }
-    }
-
-    fn drive(
-        self: Arc<Self>,
-        interests: Vec<Interest>,
-        mut deliveries: mpsc::UnboundedReceiver<Delivery>,
-        changes: Option<mpsc::UnboundedReceiver<InterestChange>>,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        let mut status = self.backbone.status();
-        let (watcher, forgetter) = (Arc::clone(&self), Arc::clone(&self));
-        let obey = async move {
-            let _interests = interests;
-            while let Some(delivery) = deliveries.recv().await {
-                self.obey(delivery).await;
-            }
-        };
-        let watch = async move {
-            let mut lost = false;
-            while status.changed().await.is_ok() {
-                let now = *status.borrow_and_update();
-                match (now, watcher.config.on_loss) {
-                    (BackboneStatus::Disconnected, BackboneLoss::KeepServing) => {}
-                    (BackboneStatus::Disconnected, BackboneLoss::Revalidate) => lost = true,
-                    #[cfg(feature = "nats")]
-                    (BackboneStatus::Disconnected, BackboneLoss::CloseAfter(grace)) => {
-                        lost = true;
-                        let back = tokio::time::timeout(grace, status.wait_for(|s| *s == BackboneStatus::Connected));
-                        if back.await.is_err() {
-                            watcher
-                                .registry
-                                .broadcast(ConnectionCommand::Close(super::registry::CloseReason::BackboneLost));
-                        } else {
-                            lost = false;
-                            watcher.registry.broadcast(ConnectionCommand::Reauthorize);
-                        }
-                    }
-                    (BackboneStatus::Connected, _) if lost => {
-                        lost = false;
-                        watcher.registry.broadcast(ConnectionCommand::Reauthorize);
-                    }
-                    (BackboneStatus::Connected, _) => {}
-                }
-            }
-            core::future::pending::<()>().await;
-        };
-        let forget = async move {
-            let Some(mut changes) = changes else { return core::future::pending().await };
-            while let Some(change) = changes.recv().await {
-                if let InterestChange::Removed(id) = change {
-                    forgetter.forget(id).await;
-                }
-            }
-        };
-        async move { race(obey, race(watch, forget)).await }
-    }
-
-    async fn obey(&self, delivery: Delivery) {
-        let Some(ControlMessage { id: to, node, command }) = self.accept(&delivery) else { return };
-        if let Command::Ack { to, connections } = command {
-            self.saw(&node);
-            if let Some(waiting) = self.lock_pending().get(&to) {
-                let _ = waiting.send((node, connections));
-            }
+/// The driver: performs what the protocol asks, feeds it what happens.
+async fn drive(
+    shared: Arc<Shared>,
+    backbone: Arc<dyn Backbone>,
+    log: Arc<dyn Log>,
+    mut control: mpsc::Receiver<Delivery>,
+    interests: Vec<Interest>,
+) {
+    let _interests = interests;
+    let mut feed: Option<(u64, Box<dyn LogFeed>)> = None;
+    let mut following: Option<Following> = None;
+    let mut appends: FuturesUnordered<Appended> = FuturesUnordered::new();
+    let mut publishes: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
+    loop {
+        if shared.stopped.load(Ordering::Acquire) {
             return;
         }
-        let connections = match command {
-            Command::Disconnect(id) | Command::Reauthorize(id) if delivery.subject != self.socket_subject(&id) => {
-                self.audit.record(AuditRecord::ControlRefused {
-                    subject: delivery.subject,
-                    reason: String::from("command for another id than its subject"),
-                });
-                return;
+        let deadline = perform(&shared, &backbone, &log, &mut feed, &mut following, &mut appends, &mut publishes);
+        let registry = Arc::clone(&shared.registry);
+        let mut local = RegistryLocal(&registry);
+        tokio::select! {
+            () = shared.wake.notified() => {}
+            Some(delivery) = control.recv() => {
+                let now = shared.now();
+                shared.protocol().on_control(&delivery.subject, &delivery.payload, now);
             }
-            Command::Disconnect(id) => self.registry.disconnect(&id),
-            Command::Reauthorize(id) => self.registry.send(&id, ConnectionCommand::Reauthorize),
-            Command::RetireKey(key_id) => self.registry.retire_key(key_id),
-            Command::Heartbeat => return self.saw(&node),
-            Command::Probe(id) => {
-                // Answered on the id's subject, not the reply inbox: its
-                // arrival is the proof the prober waits for.
-                if let Ok((_, wire)) = self.encode(Command::Ack { to, connections: 0 }) {
-                    let _ = self.backbone.publish(self.socket_subject(&id), None, wire.into_bytes()).await;
+            event = next_event(&mut feed) => {
+                let now = shared.now();
+                let (generation, event) = event;
+                shared.protocol().on_log(generation, event, &mut local, now);
+            }
+            (generation, result) = async { following.as_mut().expect("guarded").await }, if following.is_some() => {
+                following = None;
+                match result {
+                    Ok(new_feed) => feed = Some((generation, new_feed)),
+                    Err(_) => {
+                        let now = shared.now();
+                        shared.protocol().on_log(generation, LogEvent::Broken, &mut local, now);
+                    }
                 }
-                return;
             }
-            Command::Ack { .. } => return,
-        };
-        let Some(reply) = delivery.reply else { return };
-        if let Ok((_, wire)) = self.encode(Command::Ack { to, connections }) {
-            let _ = self.backbone.publish(reply, None, wire.into_bytes()).await;
+            Some((message, result)) = appends.next(), if !appends.is_empty() => {
+                let now = shared.now();
+                shared.protocol().on_appended(message, result.map_err(|_| ()), now);
+            }
+            Some(()) = publishes.next(), if !publishes.is_empty() => {}
+            () = tokio::time::sleep_until(deadline) => {}
         }
+        let now = shared.now();
+        let mut protocol = shared.protocol();
+        protocol.on_tick(&mut local, now);
+        shared.in_sync.send_if_modified(|synced| {
+            let caught_up = !protocol.is_lost() && protocol.has_proof();
+            std::mem::replace(synced, caught_up) != caught_up
+        });
     }
 }
 
-fn valid_token(token: &str) -> bool {
-    !token.is_empty() && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+async fn next_event(feed: &mut Option<(u64, Box<dyn LogFeed>)>) -> (u64, LogEvent) {
+    match feed {
+        Some((generation, feed)) => (*generation, feed.next().await),
+        None => core::future::pending().await,
+    }
 }
 
-/// Runs two futures until the first finishes.
-async fn race(a: impl Future<Output = ()>, b: impl Future<Output = ()>) {
-    let mut a = pin!(a);
-    let mut b = pin!(b);
-    core::future::poll_fn(|cx| {
-        if a.as_mut().poll(cx).is_ready() || b.as_mut().poll(cx).is_ready() { Poll::Ready(()) } else { Poll::Pending }
-    })
-    .await
+/// Does what the protocol asked; returns when it must be ticked next.
+fn perform(
+    shared: &Arc<Shared>,
+    backbone: &Arc<dyn Backbone>,
+    log: &Arc<dyn Log>,
+    feed: &mut Option<(u64, Box<dyn LogFeed>)>,
+    following: &mut Option<Following>,
+    appends: &mut FuturesUnordered<Appended>,
+    publishes: &mut FuturesUnordered<BoxFuture<'static, ()>>,
+) -> Instant {
+    let mut protocol = shared.protocol();
+    while let Some(output) = protocol.poll_output() {
+        match output {
+            Output::Publish { subject, payload } => {
+                if publishes.len() < MAX_PUBLISHES {
+                    let backbone = Arc::clone(backbone);
+                    publishes.push(Box::pin(async move {
+                        let _ = backbone.publish(subject, payload).await;
+                    }));
+                }
+            }
+            Output::Append { message, subject, payload } => {
+                let log = Arc::clone(log);
+                appends.push(Box::pin(async move { (message, log.append(subject, message, payload).await) }));
+            }
+            Output::Follow { generation, from } => {
+                *feed = None;
+                let log = Arc::clone(log);
+                *following = Some(Box::pin(async move { (generation, log.follow(from).await) }));
+            }
+            Output::Done { message, result } => {
+                if let Some(waiter) = shared.waiters().remove(&message) {
+                    let _ = waiter.send(result);
+                }
+            }
+            Output::Event(event) => shared.audit.record(AuditRecord::Cluster(event)),
+        }
+    }
+    shared.origin + protocol.poll_timeout()
 }

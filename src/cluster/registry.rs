@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::vec::Vec;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::keys::KeyId;
 use crate::socket_id::LiveSocketId;
@@ -29,26 +29,24 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    fn bits(self) -> u8 {
+    /// Most telling first: when several closes coalesce, the first of these
+    /// that was posted is the reason the client is told.
+    const PRECEDENCE: [Self; 5] =
+        [Self::Disconnected, Self::KeyRetired, Self::Revalidated, Self::BackboneLost, Self::Shutdown];
+
+    /// One bit per reason, so coalesced closes keep every reason.
+    fn bit(self) -> u8 {
         match self {
             Self::Disconnected => 1,
             Self::KeyRetired => 2,
-            Self::Revalidated => 3,
-            Self::BackboneLost => 4,
-            Self::Shutdown => 5,
+            Self::Revalidated => 4,
+            Self::BackboneLost => 8,
+            Self::Shutdown => 16,
         }
     }
 
-    fn from_bits(bits: u8) -> Self {
-        // Several closes may coalesce; the highest-numbered wins, which is
-        // as good as any: each closes the connection.
-        match bits {
-            b if b >= 5 => Self::Shutdown,
-            4 => Self::BackboneLost,
-            3 => Self::Revalidated,
-            2 => Self::KeyRetired,
-            _ => Self::Disconnected,
-        }
+    fn from_bits(bits: u8) -> Option<Self> {
+        Self::PRECEDENCE.into_iter().find(|reason| bits & reason.bit() != 0)
     }
 
     /// The WebSocket close code for this reason.
@@ -91,9 +89,8 @@ impl Slot {
 
     fn take(&self) -> Option<Option<ConnectionCommand>> {
         let bits = self.pending.swap(0, Ordering::AcqRel);
-        let close = bits >> CLOSE_SHIFT;
-        if close != 0 {
-            return Some(Some(ConnectionCommand::Close(CloseReason::from_bits(close))));
+        if let Some(reason) = CloseReason::from_bits(bits >> CLOSE_SHIFT) {
+            return Some(Some(ConnectionCommand::Close(reason)));
         }
         if bits & REAUTHORIZE != 0 {
             return Some(Some(ConnectionCommand::Reauthorize));
@@ -136,19 +133,9 @@ impl Entry {
     fn post(&self, command: ConnectionCommand) {
         self.slot.post(match command {
             ConnectionCommand::Reauthorize => REAUTHORIZE,
-            ConnectionCommand::Close(reason) => reason.bits() << CLOSE_SHIFT,
+            ConnectionCommand::Close(reason) => reason.bit() << CLOSE_SHIFT,
         });
     }
-}
-
-/// A change of this node's interest in a `live_socket_id`: the first
-/// connection under it arrived, or the last one left.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum InterestChange {
-    /// Subscribe to this id.
-    Added(LiveSocketId),
-    /// Unsubscribe from this id.
-    Removed(LiveSocketId),
 }
 
 /// Live connections by `live_socket_id`, with O(1) register and unregister
@@ -157,7 +144,6 @@ pub enum InterestChange {
 pub struct Registry {
     by_id: Mutex<HashMap<Arc<LiveSocketId>, Vec<Entry>>>,
     next: AtomicU64,
-    interest: Option<mpsc::UnboundedSender<InterestChange>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -195,12 +181,6 @@ impl Registry {
         Self::default()
     }
 
-    /// An empty registry that reports the first and last connection of each
-    /// id on `interest` (for one subscription per id).
-    pub fn with_interest(interest: mpsc::UnboundedSender<InterestChange>) -> Self {
-        Self { interest: Some(interest), ..Self::default() }
-    }
-
     fn lock(&self) -> MutexGuard<'_, HashMap<Arc<LiveSocketId>, Vec<Entry>>> {
         // A poisoned lock only means a panic elsewhere mid-update of a map
         // whose every update is a single insert or remove: keep serving.
@@ -213,7 +193,7 @@ impl Registry {
     pub fn register(self: &Arc<Self>, id: LiveSocketId, key_id: KeyId) -> (Registration, ConnectionEvents) {
         let slot = Arc::new(Slot::default());
         let conn = self.next.fetch_add(1, Ordering::Relaxed);
-        let (id, first) = {
+        let id = {
             let mut map = self.lock();
             let entry = Entry { conn, key_id, slot: Arc::clone(&slot) };
             // One allocation of the id, shared by the map and the registration.
@@ -221,44 +201,26 @@ impl Registry {
                 Some((key, _)) => {
                     let key = Arc::clone(key);
                     map.entry(Arc::clone(&key)).or_default().push(entry);
-                    (key, false)
+                    key
                 }
                 None => {
                     let key = Arc::new(id);
                     // Most ids have one tab: `vec!` reserves room for it only.
                     map.insert(Arc::clone(&key), std::vec![entry]);
-                    (key, true)
+                    key
                 }
             }
         };
-        if first {
-            self.notify(InterestChange::Added(LiveSocketId::clone(&id)));
-        }
         let events = ConnectionEvents { slot: Arc::clone(&slot) };
         (Registration { registry: Arc::clone(self), id, conn, slot }, events)
     }
 
     fn unregister(&self, id: &LiveSocketId, conn: u64) {
-        let last = {
-            let mut map = self.lock();
-            let Some(entries) = map.get_mut(id) else { return };
-            entries.retain(|entry| entry.conn != conn);
-            let empty = entries.is_empty();
-            if empty {
-                map.remove(id);
-            }
-            empty
-        };
-        if last {
-            self.notify(InterestChange::Removed(LiveSocketId::clone(id)));
-        }
-    }
-
-    fn notify(&self, change: InterestChange) {
-        if let Some(interest) = &self.interest {
-            // The receiver lives as long as the node; a closed one means the
-            // node is shutting down and interest no longer matters.
-            let _ = interest.send(change);
+        let mut map = self.lock();
+        let Some(entries) = map.get_mut(id) else { return };
+        entries.retain(|entry| entry.conn != conn);
+        if entries.is_empty() {
+            map.remove(id);
         }
     }
 
@@ -337,18 +299,14 @@ mod tests {
     }
 
     #[test]
-    fn dropping_a_registration_unregisters_and_reports_interest() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let registry = Arc::new(Registry::with_interest(tx));
+    fn dropping_a_registration_unregisters() {
+        let registry = Arc::new(Registry::new());
         let (first, _) = registry.register(id("x"), KeyId(1));
         let (second, _) = registry.register(id("x"), KeyId(1));
-        assert_eq!(rx.try_recv().ok(), Some(InterestChange::Added(id("x"))));
-        assert!(rx.try_recv().is_err(), "a second tab changes no interest");
         assert_eq!((registry.len(), registry.ids()), (2, 1));
         drop(first);
-        assert!(rx.try_recv().is_err());
+        assert_eq!((registry.len(), registry.ids()), (1, 1));
         drop(second);
-        assert_eq!(rx.try_recv().ok(), Some(InterestChange::Removed(id("x"))));
         assert!(registry.is_empty());
     }
 
@@ -378,6 +336,21 @@ mod tests {
         let waker = std::task::Waker::noop();
         let polled = recv.as_mut().poll(&mut std::task::Context::from_waker(waker));
         assert_eq!(polled, std::task::Poll::Ready(None), "unregistered: no more commands");
+    }
+
+    #[test]
+    fn coalesced_closes_keep_the_most_telling_reason() {
+        let registry = Arc::new(Registry::new());
+        let (_registration, mut events) = registry.register(id("a"), KeyId(1));
+        registry.broadcast(ConnectionCommand::Close(CloseReason::Shutdown));
+        registry.broadcast(ConnectionCommand::Close(CloseReason::BackboneLost));
+        registry.disconnect(&id("a"));
+        let close = events.try_recv();
+        assert_eq!(close, Some(ConnectionCommand::Close(CloseReason::Disconnected)));
+        assert_eq!(CloseReason::Disconnected.close_code(), 1001, "a logout never turns into a restart");
+        registry.broadcast(ConnectionCommand::Close(CloseReason::Shutdown));
+        registry.broadcast(ConnectionCommand::Close(CloseReason::KeyRetired));
+        assert_eq!(events.try_recv(), Some(ConnectionCommand::Close(CloseReason::KeyRetired)));
     }
 
     #[test]

@@ -171,13 +171,18 @@ impl LiveConnection {
     /// cluster `reauthorize`). Views whose hooks now halt are sent their
     /// redirect and closed; the others keep running with fresh assigns.
     /// A view whose `live_session` is gone, or whose hooks break their
-    /// contract, is closed with `phx_error`.
-    pub async fn reauthorize(&mut self, out: &mut Vec<String>) {
+    /// contract, is closed with `phx_error`. Returns how many views were
+    /// ended.
+    pub async fn reauthorize(&mut self, out: &mut Vec<String>) -> usize {
         let topics = self.channels.topics();
+        let mut ended = 0;
         for topic in topics {
             let Some(channel) = self.channels.get_mut(&topic) else { continue };
             let reauthorized = self.app.reauthorize(&mut channel.joined).await;
             channel.joined.rendered = Value::Null;
+            if reauthorized.is_err() {
+                ended += 1;
+            }
             match reauthorized {
                 Ok(()) => {}
                 Err(JoinError::Redirect(redirect)) => redirect_out(&mut self.channels, &topic, redirect, out),
@@ -195,6 +200,7 @@ impl LiveConnection {
                 }
             }
         }
+        ended
     }
 }
 

@@ -83,7 +83,7 @@ pub(super) async fn run<S>(
     // Registered before the first frame is read: every join, the session's
     // last validation, comes after the node listens for its disconnects.
     let (_registration, mut events) = match accepted.registration {
-        Some((id, key_id)) => match inner.node.register(id, key_id).await {
+        Some((id, key_id)) => match inner.node.register(id, key_id) {
             Ok((registration, events)) => (Some(registration), Some(events)),
             Err(err) => {
                 audit(1013, format!("registration failed: {err}"));
@@ -101,7 +101,9 @@ pub(super) async fn run<S>(
     let expired = sleep_until(expiry.unwrap_or_else(Instant::now));
     let idle_timeout = inner.config.idle_timeout;
     let idle = sleep(idle_timeout);
-    tokio::pin!(expired, idle);
+    let revalidate_every = inner.config.revalidate_every;
+    let revalidate = sleep(jittered(revalidate_every));
+    tokio::pin!(expired, idle, revalidate);
     let mut out: Vec<String> = Vec::new();
 
     let ended = loop {
@@ -118,9 +120,18 @@ pub(super) async fn run<S>(
                 }
                 // Boxed: an idle connection's task is only as large as this
                 // loop, not the largest per-frame future.
-                ConnectionCommand::Reauthorize => Box::pin(conn.reauthorize(&mut out)).await,
+                ConnectionCommand::Reauthorize => {
+                    Box::pin(conn.reauthorize(&mut out)).await;
+                }
             },
             () = &mut expired, if expiry.is_some() => break Close { code: 1001, reason: "session expired" },
+            () = &mut revalidate => {
+                revalidate.as_mut().reset(Instant::now() + jittered(revalidate_every));
+                if Box::pin(conn.reauthorize(&mut out)).await > 0 {
+                    audit(1001, String::from("a view's hooks refused on periodic re-validation"));
+                    break Close { code: 1001, reason: "going away" };
+                }
+            }
             () = &mut idle => {
                 audit(1000, format!("idle for {} ms", idle_timeout.as_millis()));
                 break Close { code: 1000, reason: "idle timeout" };
@@ -161,6 +172,16 @@ pub(super) async fn run<S>(
     };
     let _ = send_all(&mut ws, &mut out).await;
     close(&mut ws, ended).await;
+}
+
+/// `interval` scaled by a random factor in [0.8, 1.2].
+fn jittered(interval: Duration) -> Duration {
+    let mut bytes = [0u8; 2];
+    // Without randomness the interval is used as is: only the spread is lost.
+    let draw =
+        crate::SecureRandom::fill(&mut crate::OsRandom, &mut bytes).map_or(0x8000, |()| u16::from_be_bytes(bytes));
+    let permille = 800 + u64::from(draw) * 400 / u64::from(u16::MAX);
+    Duration::from_millis(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX).saturating_mul(permille) / 1000)
 }
 
 async fn next_command(events: &mut Option<ConnectionEvents>) -> ConnectionCommand {

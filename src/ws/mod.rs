@@ -14,10 +14,13 @@
 //! - A connection with a session registers under its `live_socket_id`
 //!   before it reads its first frame, so every join, the last validation of
 //!   the session, happens after the node listens for its disconnects
-//!   (DESIGN invariant 9).
+//!   (docs/ARCHITECTURE.md, invariant 9).
 //! - A disconnect for its id, or the retirement of the key its cookie
 //!   verified under, closes it with 1001; so does the lapse of the session
 //!   cookie's max age. A graceful shutdown closes with 1012.
+//! - Every connection re-validates its views (`on_mount` again) every
+//!   [`EndpointConfig::revalidate_every`] (±20 %); one whose session was
+//!   revoked closes with 1001, whatever became of the cluster's messages.
 //! - A malformed, oversized or binary frame closes only the connection that
 //!   sent it (1007, 1009, 1003); an idle one closes after
 //!   [`EndpointConfig::idle_timeout`].
@@ -44,6 +47,9 @@ use crate::live::{DEFAULT_MAX_CHANNELS, LiveApp};
 use crate::origin::OriginPolicy;
 use crate::session::SessionCookie;
 
+/// The default interval of [`EndpointConfig::revalidate_every`].
+pub const DEFAULT_REVALIDATE_EVERY: Duration = Duration::from_secs(300);
+
 /// How the endpoint checks upgrades and bounds connections.
 #[derive(Clone, Debug)]
 pub struct EndpointConfig {
@@ -55,6 +61,7 @@ pub struct EndpointConfig {
     read_buffer_bytes: usize,
     idle_timeout: Duration,
     max_channels: usize,
+    revalidate_every: Duration,
 }
 
 impl EndpointConfig {
@@ -74,7 +81,22 @@ impl EndpointConfig {
             read_buffer_bytes: 2048,
             idle_timeout: Duration::from_secs(60),
             max_channels: DEFAULT_MAX_CHANNELS,
+            revalidate_every: DEFAULT_REVALIDATE_EVERY,
         }
+    }
+
+    /// How often every live connection re-runs the `on_mount` hooks of its
+    /// views (default 5 minutes), each interval drawn within ±20 % so
+    /// connections do not re-validate in step. A connection with a view whose
+    /// hooks now refuse is sent the view's redirect and closed with 1001 (the
+    /// client reconnects and mounts again over HTTP). This is the backstop of
+    /// the fault model (docs/FAULT-MODEL.md): whatever happens to the
+    /// cluster's messages, a revoked session's connection lives at most this
+    /// long (+20 %). It costs one run of the hooks (usually a session lookup)
+    /// per connection per interval.
+    pub fn revalidate_every(mut self, interval: Duration) -> Self {
+        self.revalidate_every = interval;
+        self
     }
 
     /// The upgrade path (phoenix.js connects to `<socket path>/websocket`).
