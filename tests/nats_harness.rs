@@ -1,6 +1,6 @@
 //! Tests of the NATS test harness (`tests/support/nats.rs`) and of `nats.conf`
-//! against the real `nats-server`: readiness, the full mesh, the application
-//! user's permissions, kill/stop and restart on the same ports. The client
+//! against the real `nats-server`: readiness, the JetStream full mesh, the
+//! node users' permissions, freeze, kill/stop and restart on the same ports. The client
 //! side is the raw NATS text protocol over std `TcpStream`, so these tests do
 //! not depend on the crate's `nats` feature.
 
@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::nats::{
-    APP_PASSWORD, APP_USER, CLUSTER_NAME, Credentials, NatsCluster, NatsServer, READY_TIMEOUT, app_user, config_path,
-    locate_nats_server, nats_server_binary, wait_until,
+    CLUSTER_NAME, Credentials, NatsCluster, NatsServer, READY_TIMEOUT, config_path, locate_nats_server,
+    nats_server_binary, node_user, wait_until,
 };
 
 /// How long one protocol exchange may take.
@@ -128,9 +128,13 @@ fn nats_conf_validates() {
 #[test]
 fn nats_conf_declares_the_harness_credentials() {
     let conf = std::fs::read_to_string(config_path()).expect("read nats.conf");
-    assert!(conf.contains(&format!("user: {APP_USER}")), "nats.conf names the user {APP_USER}");
-    assert!(conf.contains(&format!("password: \"{APP_PASSWORD}\"")), "nats.conf sets the password of {APP_USER}");
-    assert!(conf.contains(&format!("name: {CLUSTER_NAME}")), "nats.conf names the cluster {CLUSTER_NAME}");
+    for index in 0..4 {
+        let user = node_user(index);
+        assert!(conf.contains(&format!("user: {}", user.user)), "nats.conf names the user {}", user.user);
+        assert!(conf.contains(&format!("password: \"{}\"", user.password)), "nats.conf sets {}'s password", user.user);
+    }
+    // A standalone JetStream server refuses a `cluster` block without routes.
+    assert!(!conf.lines().any(|line| line.trim_start().starts_with("cluster")), "clustering is given by flags");
 }
 
 #[test]
@@ -171,8 +175,10 @@ fn a_single_node_is_healthy_and_greets_with_info() {
     assert!(server.is_healthy());
     assert!(server.client_url().starts_with("nats://127.0.0.1:"), "{}", server.client_url());
     assert!(server.monitoring_url().starts_with("http://127.0.0.1:"), "{}", server.monitoring_url());
-    let ports = [server.client_port(), server.monitoring_port(), server.cluster_port()];
-    assert!(ports.iter().all(|&p| p != 0) && ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2]);
+    assert!(server.client_port() != 0 && server.monitoring_port() != 0);
+    assert_ne!(server.client_port(), server.monitoring_port());
+    assert_eq!(server.cluster_port(), 0, "a standalone server has no cluster listener");
+    assert_eq!(server.meta_leader().expect("/jsz").as_deref(), Some(server.name()), "JetStream is on");
 
     let (_raw, info) = Raw::open(&server);
     assert_eq!(info["port"], u64::from(server.client_port()));
@@ -181,48 +187,40 @@ fn a_single_node_is_healthy_and_greets_with_info() {
 
     let varz = server.monitor("varz").expect("/varz");
     assert_eq!(varz["server_name"], server.name());
-    assert_eq!(varz["cluster"]["name"], CLUSTER_NAME);
     assert_eq!(num_routes(&server), 0);
     assert!(server.log().contains("Server is ready"));
 }
 
 #[test]
-fn the_app_user_is_confined_to_its_prefix() {
+fn a_node_user_speaks_only_as_itself() {
     let server = NatsServer::start().expect("start nats-server");
-    let mut client = Raw::login(&server, app_user());
+    let mut client = Raw::login(&server, node_user(1));
 
-    client.send("PUB liveguard.socket.abc 2\r\nhi\r\n");
+    // Its own heartbeats, acknowledgements and inbox; revocations.
+    for allowed in ["PUB liveguard.member.node-1 2\r\nhi\r\n", "PUB liveguard.ack.node-1.node-2 2\r\nhi\r\n"] {
+        client.send(allowed);
+        assert_eq!(client.line(), "+OK", "{allowed}");
+    }
+    client.send("SUB liveguard.reply.node-1.> 1\r\n");
     assert_eq!(client.line(), "+OK");
-    client.send("SUB liveguard.> 1\r\n");
+    client.send("SUB liveguard.member.* 2\r\n");
     assert_eq!(client.line(), "+OK");
-    client.send("SUB liveguard.inbox.* 2\r\n");
-    assert_eq!(client.line(), "+OK");
-    client.send("SUB _INBOX.> 4\r\n");
-    assert_eq!(client.line(), "-ERR 'Permissions Violation for Subscription to \"_INBOX.>\"'");
 
-    client.send("PUB other.subject 2\r\nhi\r\n");
-    assert_eq!(client.line(), "-ERR 'Permissions Violation for Publish to \"other.subject\"'");
-    client.send("SUB other.> 3\r\n");
-    assert_eq!(client.line(), "-ERR 'Permissions Violation for Subscription to \"other.>\"'");
-
-    // Request/reply inside the prefix: a request on liveguard.* with a
-    // reply inbox under liveguard.inbox, and the reply published there.
-    client.send("PUB liveguard.harness.request liveguard.inbox.r1 4\r\nping\r\n");
-    assert_eq!(client.line(), "+OK");
-    assert_eq!(client.line(), "MSG liveguard.harness.request 1 liveguard.inbox.r1 4");
-    assert_eq!(client.line(), "ping");
-    client.send("PUB liveguard.inbox.r1 4\r\npong\r\n");
-    assert_eq!(client.line(), "+OK");
-    // Both subscriptions (liveguard.> and liveguard.inbox.*) match the reply.
-    let mut replies = [(client.line(), client.line()), (client.line(), client.line())];
-    replies.sort();
-    assert_eq!(
-        replies,
-        [
-            ("MSG liveguard.inbox.r1 1 4".to_string(), "pong".to_string()),
-            ("MSG liveguard.inbox.r1 2 4".to_string(), "pong".to_string())
-        ]
-    );
+    // Another node's voice, another node's answers, the stream's erasure.
+    for (verb, subject) in [
+        ("PUB", "liveguard.member.node-2"),
+        ("PUB", "liveguard.ack.node-2.node-1"),
+        ("PUB", "$JS.API.STREAM.DELETE.liveguard_revocations"),
+        ("PUB", "$JS.API.STREAM.PURGE.liveguard_revocations"),
+        ("PUB", "other.subject"),
+    ] {
+        client.send(&format!("{verb} {subject} 2\r\nhi\r\n"));
+        assert_eq!(client.line(), format!("-ERR 'Permissions Violation for Publish to \"{subject}\"'"));
+    }
+    for subject in ["liveguard.reply.node-2.>", "liveguard.ack.node-1.node-2", "_INBOX.>"] {
+        client.send(&format!("SUB {subject} 9\r\n"));
+        assert_eq!(client.line(), format!("-ERR 'Permissions Violation for Subscription to \"{subject}\"'"));
+    }
 
     // A permission violation does not close the connection.
     client.send("PING\r\n");
@@ -232,7 +230,7 @@ fn the_app_user_is_confined_to_its_prefix() {
 #[test]
 fn clients_without_the_app_credentials_are_refused() {
     let server = NatsServer::start().expect("start nats-server");
-    let wrong = Credentials { user: APP_USER, password: "wrong" };
+    let wrong = Credentials { user: node_user(0).user, password: "wrong" };
     for credentials in [None, Some(wrong)] {
         let (mut raw, _) = Raw::open(&server);
         raw.send(&connect_line(credentials, true));
@@ -260,7 +258,7 @@ fn a_stopped_node_restarts_on_the_same_ports() {
     assert!(server.is_healthy());
     let (_raw, info) = Raw::open(&server);
     assert_eq!(info["port"], u64::from(server.client_port()));
-    drop(Raw::login(&server, app_user()));
+    drop(Raw::login(&server, node_user(0)));
 }
 
 // ---------------------------------------------------------------------------
@@ -275,29 +273,31 @@ fn three_nodes_form_a_full_mesh_that_carries_messages() {
         assert!(node.is_healthy(), "{}", node.name());
         assert_eq!(num_routes(node), 2, "{}: /routez", node.name());
         assert_eq!(node.monitor("varz").expect("/varz")["cluster"]["name"], CLUSTER_NAME);
+        assert!(node.meta_leader().expect("/jsz").is_some(), "{}: knows the meta leader", node.name());
     }
     let mut names: Vec<&str> = cluster.nodes().iter().map(NatsServer::name).collect();
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), 3, "distinct node names");
-    assert_eq!(cluster.node(1).routes(), [cluster.node(0).cluster_url()]);
+    let every_route: Vec<String> = cluster.nodes().iter().map(NatsServer::cluster_url).collect();
+    assert!(cluster.nodes().iter().all(|n| n.routes() == every_route), "every node routes to all, itself included");
 
     // A subscription on node 3 receives a publication on node 1 once the
     // interest has crossed the routes (asynchronously: poll by publishing).
-    let mut subscriber = Raw::login(cluster.node(2), app_user());
-    subscriber.send("SUB liveguard.harness.cross 1\r\nPING\r\n");
+    let mut subscriber = Raw::login(cluster.node(2), node_user(0));
+    subscriber.send("SUB liveguard.member.* 1\r\nPING\r\n");
     assert_eq!(subscriber.line(), "+OK");
     assert_eq!(subscriber.line(), "PONG");
-    let mut publisher = Raw::login(cluster.node(0), app_user());
+    let mut publisher = Raw::login(cluster.node(0), node_user(0));
     let mut received = None;
     let arrived = wait_until(Instant::now() + READY_TIMEOUT, || {
-        publisher.send("PUB liveguard.harness.cross 5\r\nhello\r\n");
+        publisher.send("PUB liveguard.member.node-0 5\r\nhello\r\n");
         assert_eq!(publisher.line(), "+OK");
         received = subscriber.line_before(Instant::now() + Duration::from_millis(20));
         received.is_some()
     });
     assert!(arrived, "no message crossed from node 1 to node 3");
-    assert_eq!(received.as_deref(), Some("MSG liveguard.harness.cross 1 5"));
+    assert_eq!(received.as_deref(), Some("MSG liveguard.member.node-0 1 5"));
     assert_eq!(subscriber.line(), "hello");
 }
 
@@ -325,7 +325,6 @@ fn two_clusters_at_once_do_not_collide() {
 fn a_killed_node_restarts_on_the_same_port_and_the_mesh_heals() {
     let mut cluster = NatsCluster::start(3).expect("start a 3-node cluster");
 
-    // The seed: the others' configured routes point at it.
     let seed_url = cluster.node(0).client_url();
     cluster.kill(0).expect("kill node 1");
     assert!(!cluster.node(0).is_running());
@@ -337,15 +336,28 @@ fn a_killed_node_restarts_on_the_same_port_and_the_mesh_heals() {
     assert_eq!(cluster.node(0).client_url(), seed_url);
     assert!(cluster.node(0).is_healthy());
     assert_eq!(cluster.route_counts(), [Some(2), Some(2), Some(2)]);
-    drop(Raw::login(cluster.node(0), app_user()));
+    drop(Raw::login(cluster.node(0), node_user(0)));
 
-    // A node that only knew the seed at start.
     let third_url = cluster.node(2).client_url();
     cluster.kill(2).expect("kill node 3");
     cluster.wait_for_mesh(Instant::now() + READY_TIMEOUT).expect("nodes 1 and 2 keep their route");
     cluster.restart(2).expect("restart node 3");
     assert_eq!(cluster.node(2).client_url(), third_url);
     assert_eq!(cluster.route_counts(), [Some(2), Some(2), Some(2)]);
+}
+
+#[test]
+fn a_frozen_node_is_silent_until_thawed() {
+    let mut cluster = NatsCluster::start(3).expect("start a 3-node cluster");
+    cluster.freeze(1).expect("freeze node 2");
+    assert!(cluster.node(1).is_frozen());
+    assert!(!cluster.node(1).is_healthy(), "a frozen server answers nothing");
+    // The others keep a meta leader between themselves.
+    let deadline = Instant::now() + READY_TIMEOUT;
+    cluster.wait_for_jetstream(deadline).expect("the majority keeps JetStream");
+    cluster.thaw(1).expect("thaw node 2");
+    assert!(wait_until(Instant::now() + READY_TIMEOUT, || cluster.node(1).is_healthy()), "thawed node answers");
+    cluster.wait_for_mesh(Instant::now() + READY_TIMEOUT).expect("mesh after the thaw");
 }
 
 #[test]
@@ -372,5 +384,5 @@ fn a_restart_retries_a_taken_port_and_gives_up_with_the_server_log() {
     let (server, restarted) = restarting.join().expect("the restarting thread");
     restarted.expect("restart once the port is free");
     assert!(server.is_healthy());
-    drop(Raw::login(&server, app_user()));
+    drop(Raw::login(&server, node_user(0)));
 }

@@ -1,7 +1,14 @@
 //! A synchronous, std-only harness that runs real `nats-server` processes for
 //! the integration tests: one node ([`NatsServer::start`]) or a full-mesh
 //! cluster ([`NatsCluster::start`]), every node started from the crate's
-//! `nats.conf`.
+//! `nats.conf` with JetStream on and a store directory of its own.
+//!
+//! A JetStream cluster needs every server started with routes to all the
+//! others, its own included: the harness picks the cluster ports first (binds
+//! port 0 for each, reads the port, releases it) and starts every server with
+//! the full route list. If another process takes one of those ports in the
+//! moment between, that server exits with "address already in use" and the
+//! harness starts the whole cluster again on fresh ports.
 //!
 //! Compared with the test harness of async-nats (its `nats-server` crate), it
 //! never guesses ports and never sleeps for synchronisation:
@@ -42,11 +49,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-/// The application user of `nats.conf` (local development credentials).
-pub const APP_USER: &str = "liveguard";
-/// The password of [`APP_USER`] in `nats.conf` (local development credentials).
-pub const APP_PASSWORD: &str = "liveguard-dev";
-/// The cluster name set in `nats.conf`.
+/// The cluster name every clustered node is started with (`--cluster_name`).
 pub const CLUSTER_NAME: &str = "liveguard";
 /// The subject prefix the application user is confined to by `nats.conf`.
 pub const SUBJECT_PREFIX: &str = "liveguard";
@@ -113,10 +116,23 @@ pub struct Credentials {
     pub password: &'static str,
 }
 
-/// The application user of `nats.conf`: may publish and subscribe only on
-/// `liveguard.>` only.
-pub fn app_user() -> Credentials {
-    Credentials { user: APP_USER, password: APP_PASSWORD }
+/// The NATS user of liveguard node `index` in `nats.conf` (`node-0` ..
+/// `node-3`, local development credentials). Panics past `node-3`: add users
+/// to `nats.conf` first.
+pub fn node_user(index: usize) -> Credentials {
+    const USERS: [Credentials; 4] = [
+        Credentials { user: "node-0", password: "liveguard-dev-node-0" },
+        Credentials { user: "node-1", password: "liveguard-dev-node-1" },
+        Credentials { user: "node-2", password: "liveguard-dev-node-2" },
+        Credentials { user: "node-3", password: "liveguard-dev-node-3" },
+    ];
+    USERS[index]
+}
+
+/// The reply-inbox prefix node `index`'s user may subscribe to (`nats.conf`),
+/// for async-nats's `custom_inbox_prefix`.
+pub fn node_inbox(index: usize) -> String {
+    format!("liveguard.reply.{}", node_user(index).user)
 }
 
 /// The `nats.conf` at the crate root.
@@ -259,7 +275,10 @@ pub struct NatsServer {
     log: PathBuf,
     stderr: PathBuf,
     routes: Vec<String>,
+    /// The cluster port picked before start (clustered nodes only).
+    cluster: Option<u16>,
     child: Option<Child>,
+    frozen: bool,
     ports: Ports,
     http: ureq::Agent,
 }
@@ -284,13 +303,14 @@ impl NatsServer {
     pub fn start() -> Result<Self, Error> {
         let binary = nats_server_binary()?;
         let name = format!("nats-{}", unique_tag());
-        let mut server = Self::spawn(binary, name, Vec::new())?;
+        let mut server = Self::spawn(binary, name, None, Vec::new())?;
         server.wait_ready(Instant::now() + READY_TIMEOUT)?;
+        server.wait_for_jetstream(Instant::now() + READY_TIMEOUT)?;
         Ok(server)
     }
 
     /// Creates the node's directory and starts the process, without waiting.
-    fn spawn(binary: PathBuf, name: String, routes: Vec<String>) -> Result<Self, Error> {
+    fn spawn(binary: PathBuf, name: String, cluster: Option<u16>, routes: Vec<String>) -> Result<Self, Error> {
         let dir = create_unique_dir(&name)?;
         let mut server = Self {
             binary,
@@ -300,7 +320,9 @@ impl NatsServer {
             name,
             dir,
             routes,
+            cluster,
             child: None,
+            frozen: false,
             ports: Ports::default(),
             http: monitoring_agent(),
         };
@@ -325,13 +347,19 @@ impl NatsServer {
             .arg("--ports_file_dir")
             .arg(&self.dir)
             .arg("-l")
-            .arg(&self.log);
-        if self.ports.cluster != 0 {
-            // Overrides `cluster.listen` of nats.conf; the cluster name stays.
-            command.arg("--cluster").arg(format!("nats://{HOST}:{}", self.ports.cluster));
-        }
-        if !self.routes.is_empty() {
-            command.arg("--routes").arg(self.routes.join(","));
+            .arg(&self.log)
+            // The store outlives restarts of the node, as a disk would.
+            .arg("-js")
+            .arg("-sd")
+            .arg(self.store_dir());
+        if let Some(port) = self.cluster {
+            command
+                .arg("--cluster_name")
+                .arg(CLUSTER_NAME)
+                .arg("--cluster")
+                .arg(format!("nats://{HOST}:{port}"))
+                .arg("--routes")
+                .arg(self.routes.join(","));
         }
         // Anything printed before the log file is open (a config error) lands here.
         let stderr = OpenOptions::new()
@@ -418,12 +446,6 @@ impl NatsServer {
         format!("nats://{HOST}:{}", self.ports.client)
     }
 
-    /// `nats://liveguard:liveguard-dev@127.0.0.1:<client port>`: the
-    /// application user's URL.
-    pub fn app_url(&self) -> String {
-        self.url_for(app_user())
-    }
-
     /// `nats://<user>:<password>@127.0.0.1:<client port>` (the user and
     /// password must be URL-safe, as those of `nats.conf` are).
     pub fn url_for(&self, credentials: Credentials) -> String {
@@ -468,6 +490,96 @@ impl NatsServer {
     /// The node's temporary directory (log, ports file).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The node's JetStream store directory (kept across restarts).
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.join("jetstream")
+    }
+
+    /// Whether the node is frozen ([`freeze`](Self::freeze)).
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    /// Freezes the process (SIGSTOP): its sockets stay open and silent, as a
+    /// hung server's would. Does nothing if the node is not running.
+    pub fn freeze(&mut self) -> Result<(), Error> {
+        self.signal("STOP")?;
+        self.frozen = self.child.is_some();
+        Ok(())
+    }
+
+    /// Lets a frozen process run again (SIGCONT).
+    pub fn thaw(&mut self) -> Result<(), Error> {
+        self.signal("CONT")?;
+        self.frozen = false;
+        Ok(())
+    }
+
+    fn signal(&self, signal: &str) -> Result<(), Error> {
+        let Some(pid) = self.pid() else {
+            return Ok(());
+        };
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| Error::new(format!("{}: cannot run kill -{signal}: {e}", self.name)))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::new(format!("{}: kill -{signal} {pid} failed: {status}", self.name)))
+        }
+    }
+
+    /// `/jsz`'s view of the JetStream meta leader's name, `None` while
+    /// there is none (a standalone node has no meta group: its own name).
+    pub fn meta_leader(&self) -> Result<Option<String>, Error> {
+        let jsz = self.monitor("jsz")?;
+        if self.cluster.is_none() {
+            return Ok(jsz.get("config").map(|_| self.name.clone()));
+        }
+        Ok(jsz
+            .get("meta_cluster")
+            .and_then(|meta| meta.get("leader"))
+            .and_then(Value::as_str)
+            .filter(|leader| !leader.is_empty())
+            .map(str::to_owned))
+    }
+
+    /// `/jsz?streams=true`'s entry for `stream` (state, cluster), if this
+    /// node holds it.
+    pub fn stream_detail(&self, stream: &str) -> Result<Option<Value>, Error> {
+        let jsz = self.monitor("jsz?streams=true")?;
+        let streams = jsz
+            .get("account_details")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|account| account.get("stream_detail").and_then(Value::as_array))
+            .flatten();
+        Ok(streams.into_iter().find(|detail| detail.get("name").and_then(Value::as_str) == Some(stream)).cloned())
+    }
+
+    /// Polls until `/jsz` names a meta leader (JetStream can take requests).
+    pub fn wait_for_jetstream(&self, deadline: Instant) -> Result<(), Error> {
+        let mut last = String::from("no answer");
+        let ready = wait_until(deadline, || match self.meta_leader() {
+            Ok(Some(_)) => true,
+            Ok(None) => {
+                last = "no meta leader".into();
+                false
+            }
+            Err(e) => {
+                last = e.message;
+                false
+            }
+        });
+        if ready { Ok(()) } else { Err(self.failure(&format!("JetStream not ready by the deadline: {last}"))) }
     }
 
     /// The server log file (kept across restarts; appended to).
@@ -523,6 +635,7 @@ impl NatsServer {
             return Ok(());
         };
         let pid = child.id();
+        self.frozen = false;
         let killed = child.kill();
         let waited = child.wait();
         // A killed server leaves its ports file behind.
@@ -543,6 +656,9 @@ impl NatsServer {
         let Some(pid) = self.pid() else {
             return Ok(());
         };
+        if self.frozen {
+            self.thaw()?;
+        }
         let signalled = Command::new(&self.binary)
             .arg("--signal")
             .arg(format!("term={pid}"))
@@ -672,48 +788,68 @@ fn read_ports_file(path: &Path) -> Result<Option<Ports>, String> {
             .and_then(|(_, port)| port.parse().ok())
             .ok_or_else(|| format!("{}: cannot read the port of {url}", path.display()))
     };
-    Ok(Some(Ports { client: port("nats")?, monitoring: port("monitoring")?, cluster: port("cluster")? }))
+    // A standalone node has no cluster listener.
+    let cluster = if json.get("cluster").is_some() { port("cluster")? } else { 0 };
+    Ok(Some(Ports { client: port("nats")?, monitoring: port("monitoring")?, cluster }))
 }
 
 // ---------------------------------------------------------------------------
 // A cluster
 // ---------------------------------------------------------------------------
 
-/// `size` nodes started from `nats.conf` in one cluster (`liveguard`), in a
-/// full mesh: `node(0)` (named `...-node-1`) is the seed, the others route to
-/// it (`--routes`) and learn each other by gossip. Dropping it kills every
-/// node.
+/// `size` nodes started from `nats.conf` in one JetStream cluster
+/// (`liveguard`), in a full mesh: every node routes to every node, its own
+/// cluster port included, as JetStream needs. One node is a standalone
+/// JetStream server. Dropping it kills every node.
 #[derive(Debug)]
 pub struct NatsCluster {
     nodes: Vec<NatsServer>,
 }
 
+/// How many times a start is tried again when a picked cluster port was
+/// taken by another process before its server bound it.
+const START_ATTEMPTS: usize = 5;
+
 impl NatsCluster {
     /// Starts `size` nodes and waits (at most [`READY_TIMEOUT`] in all) until
-    /// each is healthy and `/routez` shows `size - 1` routes on every node.
+    /// each is healthy, `/routez` shows `size - 1` routes on every node and
+    /// every node knows the JetStream meta leader.
     pub fn start(size: usize) -> Result<Self, Error> {
         if size == 0 {
             return Err(Error::new("a cluster needs at least one node"));
         }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_start(size) {
+                Err(e) if e.port_taken && attempt < START_ATTEMPTS => continue,
+                result => return result,
+            }
+        }
+    }
+
+    fn try_start(size: usize) -> Result<Self, Error> {
         let binary = nats_server_binary()?;
         let tag = unique_tag();
         let deadline = Instant::now() + READY_TIMEOUT;
-        let node_name = |i: usize| format!("nats-{tag}-node-{i}");
-
-        let mut seed = NatsServer::spawn(binary.clone(), node_name(1), Vec::new())?;
-        seed.wait_ready(deadline)?;
-        let routes = vec![seed.cluster_url()];
-        let mut nodes = vec![seed];
-        // Start the others together, then wait for them: on failure, the
-        // nodes already in `nodes` are dropped, hence killed.
-        for i in 2..=size {
-            nodes.push(NatsServer::spawn(binary.clone(), node_name(i), routes.clone())?);
+        if size == 1 {
+            let mut node = NatsServer::spawn(binary, format!("nats-{tag}-node-1"), None, Vec::new())?;
+            node.wait_ready(deadline)?;
+            node.wait_for_jetstream(deadline)?;
+            return Ok(Self { nodes: vec![node] });
         }
-        for node in &mut nodes[1..] {
+        let ports = pick_ports(size)?;
+        let routes: Vec<String> = ports.iter().map(|port| format!("nats://{HOST}:{port}")).collect();
+        let mut nodes = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            nodes.push(NatsServer::spawn(binary.clone(), format!("nats-{tag}-node-{}", i + 1), Some(*port), routes.clone())?);
+        }
+        for node in &mut nodes {
             node.wait_ready(deadline)?;
         }
         let cluster = Self { nodes };
         cluster.wait_for_mesh(deadline)?;
+        cluster.wait_for_jetstream(deadline)?;
         Ok(cluster)
     }
 
@@ -752,35 +888,51 @@ impl NatsCluster {
         self.nodes[i].stop()
     }
 
-    /// Restarts node `i` on its previous ports and waits until the mesh of the
-    /// running nodes is full again. The node now routes to every other node
-    /// (not only to the seed), so it rejoins even when the seed is down; with
-    /// the seed up this is the same mesh as at start.
+    /// Freezes node `i` (see [`NatsServer::freeze`]).
+    pub fn freeze(&mut self, i: usize) -> Result<(), Error> {
+        self.nodes[i].freeze()
+    }
+
+    /// Thaws node `i` (see [`NatsServer::thaw`]).
+    pub fn thaw(&mut self, i: usize) -> Result<(), Error> {
+        self.nodes[i].thaw()
+    }
+
+    /// Restarts node `i` on its previous ports, routes and store, and waits
+    /// until the mesh of the running nodes is full again and every running
+    /// node knows a meta leader.
     pub fn restart(&mut self, i: usize) -> Result<(), Error> {
-        let peers: Vec<String> =
-            self.nodes.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, n)| n.cluster_url()).collect();
-        let node = &mut self.nodes[i];
-        node.routes = peers;
-        node.restart()?;
-        self.wait_for_mesh(Instant::now() + READY_TIMEOUT)
+        self.nodes[i].restart()?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        self.wait_for_mesh(deadline)?;
+        self.wait_for_jetstream(deadline)
+    }
+
+    /// Polls until every running, unfrozen node names a JetStream meta
+    /// leader.
+    pub fn wait_for_jetstream(&self, deadline: Instant) -> Result<(), Error> {
+        for node in self.nodes.iter().filter(|n| n.is_running() && !n.is_frozen()) {
+            node.wait_for_jetstream(deadline)?;
+        }
+        Ok(())
     }
 
     /// `num_routes` of every node (`None` for a node that is down or does
     /// not answer).
     pub fn route_counts(&self) -> Vec<Option<u64>> {
-        self.nodes.iter().map(|n| if n.is_running() { n.num_routes().ok() } else { None }).collect()
+        self.nodes.iter().map(|n| if n.is_running() && !n.is_frozen() { n.num_routes().ok() } else { None }).collect()
     }
 
     /// Polls until every running node shows a route to every other running
     /// node (`num_routes == running - 1`), e.g. after a start, a restart or,
     /// with one node killed, once the survivors noticed it.
     pub fn wait_for_mesh(&self, deadline: Instant) -> Result<(), Error> {
-        let running = self.nodes.iter().filter(|n| n.is_running()).count();
+        let running = self.nodes.iter().filter(|n| n.is_running() && !n.is_frozen()).count();
         let expected = running.saturating_sub(1) as u64;
         let mut counts = Vec::new();
         let meshed = wait_until(deadline, || {
             counts = self.route_counts();
-            self.nodes.iter().zip(&counts).all(|(n, c)| !n.is_running() || *c == Some(expected))
+            self.nodes.iter().zip(&counts).all(|(n, c)| !n.is_running() || n.is_frozen() || *c == Some(expected))
         });
         if meshed {
             Ok(())
@@ -796,4 +948,19 @@ impl NatsCluster {
             Err(Error::new(message))
         }
     }
+}
+
+/// `count` distinct loopback ports, each bound once on port 0 by this
+/// process and released: the cluster ports of a JetStream cluster must be
+/// known before its first server starts.
+fn pick_ports(count: usize) -> Result<Vec<u16>, Error> {
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind((HOST, 0)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::new(format!("cannot bind a loopback port: {e}")))?;
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().map(|addr| addr.port()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::new(format!("no local address: {e}")))
 }
