@@ -1,4 +1,4 @@
-//! Two WebSocket endpoint nodes on one NATS cluster: a scripted client on node a is disconnected by a logout on node b.
+//! Two WebSocket endpoint nodes on one NATS cluster: a scripted client on node-0 is disconnected by a logout on node-1.
 //! Run with `cargo run --example ws_cluster --features ws,nats` (needs nats-server: apt-get install nats-server).
 
 #[path = "../tests/support/nats.rs"]
@@ -170,29 +170,27 @@ struct Served {
     task: JoinHandle<std::io::Result<()>>,
 }
 
-async fn start_node(name: &str, nats_url: &str, ring: &KeyRing) -> Result<Arc<Node>, BoxError> {
-    let user = nats_support::app_user();
-    let options = async_nats::ConnectOptions::with_user_and_password(user.user.into(), user.password.into());
+/// Liveguard node `node-<index>` under its own NATS user (nats.conf), connected to `nats_url`.
+async fn start_node(index: usize, nats_url: &str, ring: &KeyRing) -> Result<Arc<Node>, BoxError> {
+    let user = nats_support::node_user(index);
+    let options = async_nats::ConnectOptions::with_user_and_password(user.user.into(), user.password.into())
+        .custom_inbox_prefix(nats_support::node_inbox(index));
     let backbone = Nats::connect(nats_url, options).await?;
-    let (node, driver) = Node::start(NodeConfig::new(name), ring, Arc::new(backbone), Arc::new(NoAudit)).await?;
-    tokio::spawn(driver);
-    Ok(node)
+    let config = NodeConfig::new(&format!("node-{index}"));
+    Ok(Node::start(config, ring, Arc::new(backbone), Arc::new(NoAudit)).await?)
 }
 
-/// Until both nodes list each other, a disconnect published on one may not reach the other's connections yet.
-async fn wait_for_peers(a: &Node, b: &Node) -> Result<u32, BoxError> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut rounds = 0;
-    while a.members() != ["a", "b"] || b.members() != ["a", "b"] {
+/// The nodes run their own heartbeats; until both list each other, a report could not name the other one.
+async fn wait_for_peers(a: &Node, b: &Node) -> Result<Duration, BoxError> {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(10);
+    while a.members().len() < 2 || b.members().len() < 2 {
         if Instant::now() >= deadline {
             return Err(format!("nodes never saw each other: a {:?}, b {:?}", a.members(), b.members()).into());
         }
-        rounds += 1;
-        a.heartbeat().await?;
-        b.heartbeat().await?;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    Ok(rounds)
+    Ok(started.elapsed())
 }
 
 async fn serve_endpoint(app: &Arc<LiveApp>, node: Arc<Node>, cookie: &SessionCookie) -> Result<Served, BoxError> {
@@ -224,10 +222,10 @@ async fn run(cluster: &NatsCluster) -> Result<(), BoxError> {
     let app = Arc::new(LiveApp::new(router, &ring, Arc::new(NoAudit)));
     let cookie = SessionCookie::signed(COOKIE, &ring, "signed cookie")?;
 
-    let node_a = start_node("a", &cluster.node(0).client_url(), &ring).await?;
-    let node_b = start_node("b", &cluster.node(1).client_url(), &ring).await?;
-    let rounds = wait_for_peers(&node_a, &node_b).await?;
-    println!("cluster: node a on nats server 1, node b on server 2, members of each other after {rounds} heartbeat(s)");
+    let node_a = start_node(0, &cluster.node(0).client_url(), &ring).await?;
+    let node_b = start_node(1, &cluster.node(1).client_url(), &ring).await?;
+    let waited = wait_for_peers(&node_a, &node_b).await?;
+    println!("cluster: node-0 on nats server 1, node-1 on server 2, members of each other after {}", millis(waited));
     let a = serve_endpoint(&app, node_a, &cookie).await?;
     let b = serve_endpoint(&app, node_b, &cookie).await?;
 
@@ -235,20 +233,28 @@ async fn run(cluster: &NatsCluster) -> Result<(), BoxError> {
     println!("http: GET /projects as alice -> page {} with cookie, CSRF token and join token", page.topic);
     let mut client = Client::connect(a.addr, &page).await?;
     let (status, response) = client.join(&page).await?;
-    println!("client: joined {} on node a -> {status} {}", page.topic, response["rendered"]);
+    println!("client: joined {} on node-0 -> {status} {}", page.topic, response["rendered"]);
 
-    // Logout on node b: the token goes first, so whatever reconnects can no longer mount.
+    // Logout on node-1: the token goes first, so whatever reconnects can no longer mount.
     store.tokens.lock().map_err(|_| "store lock poisoned")?.remove("alice-token");
     let id = live_socket_id("alice-token")?;
     let published = Instant::now();
-    let (report, close) = tokio::join!(b.node.disconnect(&id, tokio::time::sleep(WAIT)), client.closed());
+    let (report, close) = tokio::join!(b.node.disconnect(&id, WAIT), client.closed());
     let answered_in = published.elapsed();
     let report = report?;
-    let answered: Vec<String> = report.answered.iter().map(|(node, n)| format!("{node}: {n}")).collect();
+    let answered: Vec<String> = report
+        .applied
+        .iter()
+        .map(|(node, n)| match n {
+            Some(n) => format!("{node}: {n}"),
+            None => format!("{node}: applied"),
+        })
+        .collect();
     let silent = if report.complete() { String::new() } else { format!(", silent: {:?}", report.silent) };
     println!(
-        "node b: disconnect({}) -> answered {{{}}} in {}, {} connection(s) closed{silent}",
+        "node-1: disconnect({}) -> durable at position {}, applied by {{{}}} in {}, {} connection(s) closed{silent}",
         id.as_str(),
+        report.position,
         answered.join(", "),
         millis(answered_in),
         report.connections(),
@@ -260,7 +266,7 @@ async fn run(cluster: &NatsCluster) -> Result<(), BoxError> {
     // intact), but the join re-runs on_mount against the store and is sent to the login page.
     let mut client = Client::connect(a.addr, &page).await?;
     let (status, response) = client.join(&page).await?;
-    println!("client: rejoin {} on node a -> {status} {response}", page.topic);
+    println!("client: rejoin {} on node-0 -> {status} {response}", page.topic);
 
     let _ = a.stop.send(());
     let _ = b.stop.send(());

@@ -33,14 +33,15 @@ async fn the_demo_in_a_browser_on_two_nodes() {
     let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3)).await.expect("joined").expect("a cluster");
     let audit = Arc::new(MemorySink::new());
     let demo = app::Demo::new(audit.clone(), assets);
-    let user = support::nats::app_user();
     let mut nodes = Vec::new();
     let mut urls = Vec::new();
-    for (index, name) in ["a", "b"].into_iter().enumerate() {
-        let options = async_nats::ConnectOptions::with_user_and_password(user.user.into(), user.password.into());
+    for index in 0..2 {
+        let user = support::nats::node_user(index);
+        let options = async_nats::ConnectOptions::with_user_and_password(user.user.into(), user.password.into())
+            .custom_inbox_prefix(support::nats::node_inbox(index));
         let backbone = Nats::connect(&cluster.node(index).client_url(), options).await.expect("connected to NATS");
         let sink: Arc<dyn AuditSink> = audit.clone();
-        let (node, live) = demo.node(name, Arc::new(backbone), sink).await;
+        let (node, live) = demo.node(user.user, Arc::new(backbone), sink).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
         urls.push(format!("http://{}", listener.local_addr().expect("an address")));
         let router = demo.router(&live);

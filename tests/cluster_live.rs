@@ -61,14 +61,13 @@ async fn connection(
     }
 }
 
-async fn node(name: &str, url: &str) -> Arc<Node> {
-    let user = support::nats::app_user();
-    let options = async_nats::ConnectOptions::with_user_and_password(user.user.into(), user.password.into());
+/// Liveguard node `node-<index>` under its own NATS user, on `url`.
+async fn node(index: usize, url: &str) -> Arc<Node> {
+    let user = support::nats::node_user(index);
+    let options = async_nats::ConnectOptions::with_user_and_password(user.user.into(), user.password.into())
+        .custom_inbox_prefix(support::nats::node_inbox(index));
     let backbone = Arc::new(Nats::connect(url, options).await.unwrap());
-    let (node, driver) =
-        Node::start(NodeConfig::new(name), &ring(), backbone, Arc::new(MemorySink::new())).await.unwrap();
-    tokio::spawn(driver);
-    node
+    Node::start(NodeConfig::new(user.user), &ring(), backbone, Arc::new(MemorySink::new())).await.unwrap()
 }
 
 async fn seen(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Option<Seen> {
@@ -79,16 +78,13 @@ async fn seen(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Option<Seen> {
 async fn reauthorize_reruns_hooks_in_place_on_every_node_and_redirects_revoked_sessions() {
     let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3).expect("a 3-node cluster")).await.unwrap();
     let (a, b, c) = (
-        node("a", &cluster.node(0).client_url()).await,
-        node("b", &cluster.node(1).client_url()).await,
-        node("c", &cluster.node(2).client_url()).await,
+        node(0, &cluster.node(0).client_url()).await,
+        node(1, &cluster.node(1).client_url()).await,
+        node(2, &cluster.node(2).client_url()).await,
     );
     let until = std::time::Instant::now() + Duration::from_secs(10);
-    while a.members() != ["a", "b", "c"] {
+    while [&a, &b, &c].iter().any(|n| n.members() != ["node-0", "node-1", "node-2"]) {
         assert!(std::time::Instant::now() < until, "membership");
-        for n in [&a, &b, &c] {
-            n.heartbeat().await.unwrap();
-        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -113,14 +109,14 @@ async fn reauthorize_reruns_hooks_in_place_on_every_node_and_redirects_revoked_s
     // Alice's session has a tab on b and one on c.
     let alice = LiveSocketId::new("users_sessions:alice-token").unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let (reg_b, events_b) = b.register(alice.clone(), KeyId(1)).await.unwrap();
-    let (reg_c, events_c) = c.register(alice.clone(), KeyId(1)).await.unwrap();
+    let (reg_b, events_b) = b.register(alice.clone(), KeyId(1)).unwrap();
+    let (reg_c, events_c) = c.register(alice.clone(), KeyId(1)).unwrap();
     tokio::spawn(connection(app.clone(), join(), events_b, tx.clone()));
     tokio::spawn(connection(app.clone(), join(), events_c, tx.clone()));
 
     // A role change: both tabs re-run their hooks and keep running as admin.
     store.update_user(ALICE, |u| u.admin = true);
-    let report = a.reauthorize(&alice, tokio::time::sleep(Duration::from_secs(5))).await.unwrap();
+    let report = a.reauthorize(&alice, Duration::from_secs(5)).await.unwrap();
     assert_eq!(report.connections(), 2);
     assert_eq!(
         (seen(&mut rx).await, seen(&mut rx).await),
@@ -130,16 +126,16 @@ async fn reauthorize_reruns_hooks_in_place_on_every_node_and_redirects_revoked_s
     // The session is revoked server-side: the next re-authorization halts
     // in the hook, and both tabs are sent to /login.
     store.delete_token("alice-token");
-    a.reauthorize(&alice, tokio::time::sleep(Duration::from_secs(5))).await.unwrap();
+    a.reauthorize(&alice, Duration::from_secs(5)).await.unwrap();
     let login = Some(Seen::Redirected("/login".into()));
     assert_eq!((seen(&mut rx).await, seen(&mut rx).await), (login.clone(), login));
     drop((reg_b, reg_c));
 
     // A disconnect closes with 1001.
-    let (_reg, events) = c.register(alice.clone(), KeyId(1)).await.unwrap();
+    let (_reg, events) = c.register(alice.clone(), KeyId(1)).unwrap();
     store.tokens.lock().unwrap().insert("alice-token".into(), ALICE);
     tokio::spawn(connection(app.clone(), join(), events, tx));
-    a.disconnect(&alice, tokio::time::sleep(Duration::from_secs(5))).await.unwrap();
+    a.disconnect(&alice, Duration::from_secs(5)).await.unwrap();
     assert_eq!(seen(&mut rx).await, Some(Seen::Closed(CloseReason::Disconnected.close_code())));
     assert_eq!(CloseReason::Disconnected.close_code(), 1001);
 }

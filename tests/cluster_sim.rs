@@ -127,7 +127,7 @@ enum Event {
         epoch: u32,
         generation: u64,
     },
-    FeedEvent {
+    LogDelivery {
         node: usize,
         epoch: u32,
         generation: u64,
@@ -436,7 +436,7 @@ impl World {
                 }
             }
             Event::FeedStep { node, epoch, generation } => self.feed_step(node, epoch, generation),
-            Event::FeedEvent { node, epoch, generation, event } => {
+            Event::LogDelivery { node, epoch, generation, event } => {
                 if self.alive(node, epoch) {
                     let now = self.now_of(node);
                     self.with_local(node, |protocol, local| protocol.on_log(generation, event, local, now));
@@ -537,7 +537,7 @@ impl World {
                     if let Some((generation, _)) = self.nodes[node].feed.take() {
                         let epoch = self.nodes[node].epoch;
                         let at = self.now + 2500 * MS;
-                        self.at(at, Event::FeedEvent { node, epoch, generation, event: LogEvent::Broken });
+                        self.at(at, Event::LogDelivery { node, epoch, generation, event: LogEvent::Broken });
                     }
                 }
             }
@@ -586,7 +586,7 @@ impl World {
                     let at = self.delay(1 + jitter);
                     let event =
                         LogEvent::Entry { position: cursor, subject: subject.clone(), payload: payload.clone() };
-                    self.at(at, Event::FeedEvent { node, epoch, generation, event });
+                    self.at(at, Event::LogDelivery { node, epoch, generation, event });
                 }
             }
             let at = self.now + 1;
@@ -596,7 +596,7 @@ impl World {
             // real feed does after an expired pull.
             let at = self.delay(1 + jitter);
             let event = LogEvent::End(self.log.len() as u64);
-            self.at(at, Event::FeedEvent { node, epoch, generation, event });
+            self.at(at, Event::LogDelivery { node, epoch, generation, event });
             let at = self.now + 200 * MS;
             self.at(at, Event::FeedStep { node, epoch, generation });
         }
@@ -615,7 +615,7 @@ impl World {
                     self.nodes[node].feed = None;
                     if self.nodes[node].partitioned {
                         let at = self.now + 2 * SECOND;
-                        self.at(at, Event::FeedEvent { node, epoch, generation, event: LogEvent::Broken });
+                        self.at(at, Event::LogDelivery { node, epoch, generation, event: LogEvent::Broken });
                     } else {
                         let at = self.delay(20);
                         self.at(at, Event::FollowReady { node, epoch, generation, from });

@@ -153,7 +153,8 @@ async fn log_in_and_log_out_end_exactly_their_session() {
     assert_eq!(closed(&mut ws1, QUIET).await, None);
 
     let reply = demo.post("/logout", &first, &csrf1, None).await;
-    assert_eq!((reply.status, reply.location.as_str()), (302, "/login"));
+    // The login page says what the cluster confirmed: here, every node.
+    assert_eq!((reply.status, reply.location.as_str()), (302, "/login?notice=logged-out"));
     assert!(reply.cookie.is_some_and(|c| c.ends_with('=')), "the cookie is removed");
     assert_eq!(closed(&mut ws1, WAIT).await, Some(1001));
     assert_eq!(closed(&mut ws2, QUIET).await, None, "the other session of the same user stays");
@@ -171,7 +172,7 @@ async fn log_out_everywhere_ends_every_session_of_the_user_only() {
     let (mut ws2, _) = demo.tab(&second).await;
     let (mut ws_bob, _) = demo.tab(&bob).await;
 
-    assert_eq!(demo.post("/logout-everywhere", &first, &csrf1, None).await.location, "/login");
+    assert_eq!(demo.post("/logout-everywhere", &first, &csrf1, None).await.location, "/login?notice=logged-out");
     assert_eq!(closed(&mut ws1, WAIT).await, Some(1001));
     assert_eq!(closed(&mut ws2, WAIT).await, Some(1001));
     assert_eq!(closed(&mut ws_bob, QUIET).await, None);

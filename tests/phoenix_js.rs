@@ -49,21 +49,21 @@ impl Deployment {
     async fn start() -> Self {
         let nats = tokio::task::spawn_blocking(|| NatsCluster::start(3)).await.expect("joined").expect("a cluster");
         let site = Site::new();
-        let user = support::nats::app_user();
         let mut nodes = Vec::new();
-        for (name, server) in [("a", 0), ("b", 1)] {
-            let options = async_nats::ConnectOptions::with_user_and_password(user.user.into(), user.password.into());
-            let backbone = Nats::connect(&nats.node(server).client_url(), options).await.expect("connected to NATS");
-            nodes.push(node(name, Arc::new(backbone), &site).await);
+        // Node `a` is liveguard node-0 (NATS user node-0) on server 0, `b`
+        // is node-1 on server 1.
+        for index in 0..2 {
+            let user = support::nats::node_user(index);
+            let options = async_nats::ConnectOptions::with_user_and_password(user.user.into(), user.password.into())
+                .custom_inbox_prefix(support::nats::node_inbox(index));
+            let backbone = Nats::connect(&nats.node(index).client_url(), options).await.expect("connected to NATS");
+            nodes.push(node(user.user, Arc::new(backbone), &site).await);
         }
-        // Each node must see the other before it serves: its server then
-        // routes the other's subjects.
+        // Each node must see the other before it serves, so that a report
+        // names both.
         let until = Instant::now() + Duration::from_secs(10);
-        while nodes.iter().any(|n| n.members() != ["a", "b"]) {
+        while nodes.iter().any(|n| n.members() != ["node-0", "node-1"]) {
             assert!(Instant::now() < until, "the nodes did not see each other");
-            for n in &nodes {
-                n.heartbeat().await.expect("a heartbeat");
-            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let a = Served::start(&site, nodes[0].clone(), Site::config()).await;
@@ -105,9 +105,12 @@ impl Deployment {
                 let token = request["token"].as_str().expect("a token");
                 self.site.store.delete_token(token);
                 let node = self.served(request["via"].as_str().unwrap_or("a")).endpoint.node().clone();
-                let report = node.disconnect(&socket_id(token), tokio::time::sleep(Duration::from_secs(5))).await;
+                let report = node.disconnect(&socket_id(token), Duration::from_secs(5)).await;
                 let report = report.expect("a report");
-                json!({"answered": report.answered, "silent": report.silent, "connections": report.connections()})
+                // The script names the nodes a and b.
+                let answered: BTreeMap<&str, Option<u32>> =
+                    report.applied.iter().map(|(name, n)| (if name == "node-1" { "b" } else { "a" }, *n)).collect();
+                json!({"answered": answered, "silent": report.silent, "connections": report.connections()})
             }
             "state" => json!({
                 "projects": self.site.store.project_ids(),

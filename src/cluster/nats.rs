@@ -144,11 +144,16 @@ impl Nats {
     /// one, and retries reconnecting forever with a backoff capped at one
     /// second. A failed first connection is an error.
     pub async fn connect(url: &str, options: ConnectOptions) -> Result<Self, BackboneError> {
+        let servers = url
+            .split(',')
+            .map(|server| server.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| BackboneError::with_source(BackboneErrorKind::Refused, err))?;
         let client = options
             .ping_interval(Duration::from_secs(1))
             .max_reconnects(None)
             .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 50).min(1_000)))
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(|err| BackboneError::with_source(BackboneErrorKind::Unavailable, err))?;
         Ok(Self { client, log: LogConfig::default() })

@@ -436,7 +436,7 @@ async fn drive(
                 let (generation, event) = event;
                 shared.protocol().on_log(generation, event, &mut local, now);
             }
-            (generation, result) = async { following.as_mut().expect("guarded").await }, if following.is_some() => {
+            (generation, result) = next_feed(&mut following), if following.is_some() => {
                 following = None;
                 match result {
                     Ok(new_feed) => feed = Some((generation, new_feed)),
@@ -460,6 +460,13 @@ async fn drive(
             let caught_up = !protocol.is_lost() && protocol.has_proof();
             std::mem::replace(synced, caught_up) != caught_up
         });
+    }
+}
+
+async fn next_feed(following: &mut Option<Following>) -> (u64, Result<Box<dyn LogFeed>, BackboneError>) {
+    match following {
+        Some(future) => future.await,
+        None => core::future::pending().await,
     }
 }
 

@@ -215,5 +215,22 @@ where
     if ws.close(Some(frame)).await.is_err() {
         return;
     }
-    let _ = tokio::time::timeout(CLOSE_GRACE, async { while let Some(Ok(_)) = ws.next().await {} }).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Some(Ok(_)) = ws.next().await {}
+        // After an oversized or malformed frame, the rest of it is still
+        // arriving. Closing the socket with unread bytes makes the kernel
+        // send a reset, and the client loses the close frame (it sees 1006,
+        // not the code we sent). So the server hangs up its sending side
+        // first (RFC 6455 has the server close TCP first; clients wait for
+        // it), then reads the rest into a fixed buffer and discards it until
+        // the client hangs up too or the grace runs out.
+        let _ = tokio::io::AsyncWriteExt::shutdown(ws.get_mut()).await;
+        let mut sink = [0u8; 4096];
+        while let Ok(read) = tokio::io::AsyncReadExt::read(ws.get_mut(), &mut sink).await {
+            if read == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }

@@ -75,10 +75,14 @@ try {
   await joined(tab2);
   const started = Date.now();
   await tab1.click("#logout");
-  await tab2.waitForURL(`${B}/login`, { timeout: 2000 });
+  await tab2.waitForURL(`${B}/login`, { timeout: 2000 }).catch(() => {
+    throw new Error(`the other tab is still at ${tab2.url()} 2 s after log out:\n${log2.join("\n")}`);
+  });
   const elapsed = Date.now() - started;
   assert.ok(log2.includes("closed 1001"), log2.join("\n"));
-  await tab1.waitForURL(`${A}/login`);
+  // The tab that logged out is told what the cluster confirmed: every node.
+  await tab1.waitForURL(`${A}/login?notice=logged-out`);
+  assert.ok((await tab1.textContent("body")).includes("You were logged out on every node."));
   process.stderr.write(`browser: the other tab on the other node reached /login ${elapsed} ms after log out\n`);
   await context.close();
 } finally {

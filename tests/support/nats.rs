@@ -842,7 +842,12 @@ impl NatsCluster {
         let routes: Vec<String> = ports.iter().map(|port| format!("nats://{HOST}:{port}")).collect();
         let mut nodes = Vec::new();
         for (i, port) in ports.iter().enumerate() {
-            nodes.push(NatsServer::spawn(binary.clone(), format!("nats-{tag}-node-{}", i + 1), Some(*port), routes.clone())?);
+            nodes.push(NatsServer::spawn(
+                binary.clone(),
+                format!("nats-{tag}-node-{}", i + 1),
+                Some(*port),
+                routes.clone(),
+            )?);
         }
         for node in &mut nodes {
             node.wait_ready(deadline)?;

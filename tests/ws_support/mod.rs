@@ -129,8 +129,7 @@ impl PageData {
 
 /// A node on `backbone` with a running driver.
 pub async fn node(name: &str, backbone: Arc<dyn Backbone>, site: &Site) -> Arc<Node> {
-    let node = Node::start(NodeConfig::new(name), &ring(), backbone, site.audit.clone()).await.expect("a node");
-    node
+    Node::start(NodeConfig::new(name), &ring(), backbone, site.audit.clone()).await.expect("a node")
 }
 
 /// An endpoint served on 127.0.0.1 port 0.
