@@ -36,8 +36,9 @@
 //! The core is `#![no_std]` + `alloc`. It never reads a clock and never draws
 //! randomness on its own: every operation that depends on time takes a
 //! [`Timestamp`], every operation that needs fresh bytes takes a
-//! [`SecureRandom`]. It builds for `thumbv7em-none-eabihf`. Runtime adapters
-//! live behind features.
+//! [`SecureRandom`]. It builds for `thumbv7em-none-eabihf`, and the firmware
+//! in `embedded/` runs session verification and the join decision on a
+//! Cortex-M4F under QEMU in CI. Runtime adapters live behind features.
 //!
 //! ## Security
 //!

@@ -78,8 +78,7 @@ fn main() -> ! {
     HEAP.init();
     let Some(peripherals) = cortex_m::Peripherals::take() else {
         hprintln!("FAIL core peripherals already taken");
-        debug::exit(debug::EXIT_FAILURE);
-        loop {}
+        exit(debug::EXIT_FAILURE);
     };
     device::start_clock(peripherals.SYST);
     hprintln!("liveguard-embedded on mps2-an386 (Cortex-M4F)");
@@ -104,8 +103,16 @@ fn main() -> ! {
     let failed = FAILED.load(Ordering::Relaxed);
     hprintln!("NUM heap_since_boot peak={} size={}", HEAP.peak_ever(), device::HEAP_SIZE);
     hprintln!("RESULT {} {}", passed, passed + failed);
-    debug::exit(if failed == 0 && passed > 0 { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
-    loop {}
+    exit(if failed == 0 && passed > 0 { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE })
+}
+
+/// Ends the run with `status` as QEMU's exit code. Without a debugger
+/// attached semihosting cannot exit, so the core then sleeps for good.
+fn exit(status: debug::ExitStatus) -> ! {
+    debug::exit(status);
+    loop {
+        cortex_m::asm::wfi();
+    }
 }
 
 /// The runtime without the core: the same allocator, clock, measurement and
@@ -123,6 +130,5 @@ fn baseline() {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     hprintln!("FAIL panic: {}", info);
-    debug::exit(debug::EXIT_FAILURE);
-    loop {}
+    exit(debug::EXIT_FAILURE)
 }
