@@ -860,3 +860,98 @@ fn forged_and_mismatched_messages_change_nothing() {
     }
     assert_eq!(refused, 4, "each refusal is audited");
 }
+
+#[test]
+fn a_feed_that_keeps_breaking_is_retried_with_a_doubling_pause() {
+    let codec = ControlCodec::new(&ring());
+    let subjects = Subjects::new("liveguard");
+    let hour = Duration::from_secs(3600);
+    // Only the follow retries may set the next tick.
+    let mut settings = Settings::default();
+    (settings.heartbeat_interval, settings.caught_up_grace) = (hour, hour);
+    let at =
+        |ms: u64| Now { mono: Duration::from_millis(ms), wall: Timestamp::from_unix_millis(1_800_000_000_000 + ms) };
+    let mut protocol = NodeProtocol::new("n0", subjects.clone(), codec.clone(), settings, 1, at(0));
+    let mut conns = Vec::new();
+    let mut local = SimLocal::default();
+    let (sessions, revoked) = (Vec::new(), BTreeSet::new());
+    let mut shared = Shared { local: &mut local, conns: &mut conns, revoked: &revoked, sessions: &sessions };
+    let follows = |protocol: &mut NodeProtocol| {
+        let mut generations = Vec::new();
+        while let Some(output) = protocol.poll_output() {
+            if let Output::Follow { generation, .. } = output {
+                generations.push(generation);
+            }
+        }
+        generations
+    };
+    let mut now = 0;
+    // The first tick sends the first heartbeat; the next is an hour away.
+    protocol.on_tick(&mut shared, at(0));
+    let mut generation = *follows(&mut protocol).last().expect("a new node follows the log");
+    let mut pauses = Vec::new();
+    for _ in 0..7 {
+        protocol.on_log(generation, LogEvent::Broken, &mut shared, at(now));
+        let next = protocol.poll_timeout().as_millis() as u64;
+        // Nothing is asked of the log before the pause is over.
+        protocol.on_tick(&mut shared, at(next - 1));
+        assert!(follows(&mut protocol).is_empty(), "followed again before the pause after {pauses:?}");
+        protocol.on_tick(&mut shared, at(next));
+        generation = *follows(&mut protocol).last().expect("followed again once the pause is over");
+        pauses.push(next - now);
+        now = next;
+    }
+    assert_eq!(pauses, [50, 100, 200, 400, 500, 500, 500], "the pause doubles from retry_min up to retry_max");
+
+    // A feed that delivers resets the pause.
+    protocol.on_log(generation, LogEvent::End(0), &mut shared, at(now));
+    protocol.on_log(generation, LogEvent::Broken, &mut shared, at(now));
+    assert_eq!(protocol.poll_timeout().as_millis() as u64 - now, 50, "a delivering feed resets the pause");
+}
+
+#[test]
+fn a_feed_gone_silent_is_noticed_from_a_peers_heartbeat() {
+    let codec = ControlCodec::new(&ring());
+    let subjects = Subjects::new("liveguard");
+    let hour = Duration::from_secs(3600);
+    let mut settings = Settings::default();
+    (settings.heartbeat_interval, settings.caught_up_grace) = (hour, hour);
+    let lag = settings.lag_grace;
+    let at =
+        |ms: u64| Now { mono: Duration::from_millis(ms), wall: Timestamp::from_unix_millis(1_800_000_000_000 + ms) };
+    let mut protocol = NodeProtocol::new("n0", subjects.clone(), codec.clone(), settings, 1, at(0));
+    let mut conns = Vec::new();
+    let mut local = SimLocal::default();
+    let (sessions, revoked) = (Vec::new(), BTreeSet::new());
+    let mut shared = Shared { local: &mut local, conns: &mut conns, revoked: &revoked, sessions: &sessions };
+    let follows = |protocol: &mut NodeProtocol| {
+        let mut from = Vec::new();
+        while let Some(output) = protocol.poll_output() {
+            if let Output::Follow { from: position, .. } = output {
+                from.push(position);
+            }
+        }
+        from
+    };
+    protocol.on_tick(&mut shared, at(0));
+    assert_eq!(follows(&mut protocol), [1], "a new node follows the log from its start");
+    // The feed proves the node caught up, then goes silent without breaking.
+    protocol.on_log(1, LogEvent::End(0), &mut shared, at(10));
+    let heartbeat = |applied: u64, ms: u64| {
+        let message = liveguard::cluster::control::ControlMessage {
+            id: MessageId([ms as u8; 16]),
+            node: "n1".into(),
+            command: Command::Heartbeat { applied },
+        };
+        codec.encode(&message, at(ms).wall).expect("sign").into_bytes()
+    };
+    protocol.on_control(&subjects.member("n1"), &heartbeat(0, 5_000), at(5_000));
+    protocol.on_tick(&mut shared, at(5_000 + lag.as_millis() as u64));
+    assert!(follows(&mut protocol).is_empty(), "a peer at the same position says nothing about the feed");
+    // A peer has applied five entries this node never received.
+    protocol.on_control(&subjects.member("n1"), &heartbeat(5, 10_000), at(10_000));
+    protocol.on_tick(&mut shared, at(10_000 + lag.as_millis() as u64 - 1));
+    assert!(follows(&mut protocol).is_empty(), "the feed gets the lag grace to deliver");
+    protocol.on_tick(&mut shared, at(10_000 + lag.as_millis() as u64));
+    assert_eq!(follows(&mut protocol), [1], "then the node follows again from its own position");
+}

@@ -434,6 +434,11 @@ async fn drive(
             event = next_event(&mut feed) => {
                 let now = shared.now();
                 let (generation, event) = event;
+                if matches!(event, LogEvent::Broken) {
+                    // A broken feed answers `Broken` again at once: polling it
+                    // until the protocol's retry would spin this task.
+                    feed = None;
+                }
                 shared.protocol().on_log(generation, event, &mut local, now);
             }
             (generation, result) = next_feed(&mut following), if following.is_some() => {

@@ -552,7 +552,12 @@ pub struct NodeProtocol {
     /// Whether the current feed was just (re)started: its first entry tells
     /// whether missing positions are still in the log.
     fresh_feed: bool,
-    follow_retry: Option<(Duration, Duration)>,
+    /// When the next follow is tried after a broken feed.
+    follow_retry: Option<Duration>,
+    /// The pause before the last follow retry: it doubles while feeds keep
+    /// breaking and resets once one delivers, so a log that refuses consumers
+    /// (a stream without a leader) is not asked every `retry_min`.
+    follow_backoff: Duration,
     caught_up: Duration,
     /// Whether the feed ever proved the node caught up.
     proved: bool,
@@ -606,6 +611,7 @@ impl NodeProtocol {
             generation: 0,
             fresh_feed: true,
             follow_retry: None,
+            follow_backoff: Duration::ZERO,
             caught_up: now.mono,
             proved: false,
             known_end: from.saturating_sub(1),
@@ -689,7 +695,7 @@ impl NodeProtocol {
         if let (true, BackboneLoss::CloseAfter(grace)) = (self.lost && !self.closed_all, self.settings.on_loss) {
             next = next.min(self.caught_up.saturating_add(grace));
         }
-        if let Some((at, _)) = self.follow_retry {
+        if let Some(at) = self.follow_retry {
             next = next.min(at);
         }
         if let (Some(&(at, _)), true) = (self.retries.first(), self.in_flight < self.settings.max_in_flight) {
@@ -764,7 +770,7 @@ impl NodeProtocol {
         }
         match event {
             LogEvent::End(end) => {
-                self.known_end = self.known_end.max(end);
+                self.learned_end(end, now);
                 if self.applied >= self.known_end {
                     self.proved_caught_up(now);
                 }
@@ -810,7 +816,7 @@ impl NodeProtocol {
                 self.out.push_back(Output::Publish { subject: self.subjects.member(&self.name), payload });
             }
         }
-        if let Some((at, _)) = self.follow_retry
+        if let Some(at) = self.follow_retry
             && now.mono >= at
         {
             self.follow_at(now);
@@ -860,13 +866,15 @@ impl NodeProtocol {
     }
 
     fn retry_follow(&mut self, now: Now) {
-        let backoff = match self.follow_retry {
-            Some((_, backoff)) => backoff.saturating_mul(2).min(self.settings.retry_max),
-            None => self.settings.retry_min,
+        let backoff = if self.follow_backoff.is_zero() {
+            self.settings.retry_min
+        } else {
+            self.follow_backoff.saturating_mul(2).clamp(self.settings.retry_min, self.settings.retry_max)
         };
+        self.follow_backoff = backoff;
         // Events of the broken feed are ignored from now on.
         self.generation += 1;
-        self.follow_retry = Some((now.mono.saturating_add(backoff), backoff));
+        self.follow_retry = Some(now.mono.saturating_add(backoff));
     }
 
     fn proved_caught_up(&mut self, now: Now) {
@@ -874,6 +882,7 @@ impl NodeProtocol {
         self.proved = true;
         self.proof_deadline = now.mono.saturating_add(self.settings.caught_up_grace);
         self.follow_retry = None;
+        self.follow_backoff = Duration::ZERO;
         // Whatever gap comes next, this feed has delivered up to the end.
         self.fresh_feed = false;
         if self.lost {
@@ -909,6 +918,7 @@ impl NodeProtocol {
         }
         self.applied = position;
         self.progressed = now.mono;
+        self.follow_backoff = Duration::ZERO;
         if self.applied >= self.known_end {
             self.known_end = self.applied;
             self.proved_caught_up(now);
@@ -977,7 +987,24 @@ impl NodeProtocol {
         }
     }
 
+    /// The log reaches at least `end`: a node that stays short of it for
+    /// [`Settings::lag_grace`] follows again. Besides its own feed, a node
+    /// learns the end from its own appends and from its peers' MAC'd
+    /// heartbeats and acknowledgements, so a feed that went silent without
+    /// breaking (its consumer on a server that died) is noticed within about
+    /// a heartbeat and the lag grace, not only when the feed times out.
+    fn learned_end(&mut self, end: u64, now: Now) {
+        if end > self.known_end {
+            if self.applied >= self.known_end {
+                // Caught up until now: the grace starts when the end moved.
+                self.progressed = now.mono;
+            }
+            self.known_end = end;
+        }
+    }
+
     fn durable(&mut self, message: MessageId, position: u64, now: Now) {
+        self.learned_end(position, now);
         if let Some(append) = self.appends.remove(&message) {
             if append.in_flight {
                 self.in_flight -= 1;
@@ -993,6 +1020,7 @@ impl NodeProtocol {
     }
 
     fn saw(&mut self, node: &str, applied: u64, now: Now) {
+        self.learned_end(applied, now);
         let member = self.members.entry(String::from(node)).or_insert(Member { seen: now.mono, applied });
         member.seen = now.mono;
         let raised = applied > member.applied;

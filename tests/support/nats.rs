@@ -277,6 +277,8 @@ pub struct NatsServer {
     routes: Vec<String>,
     /// The cluster port picked before start (clustered nodes only).
     cluster: Option<u16>,
+    /// The route URL this server gossips to the others (`--cluster_advertise`).
+    advertise: Option<String>,
     child: Option<Child>,
     frozen: bool,
     ports: Ports,
@@ -311,6 +313,16 @@ impl NatsServer {
 
     /// Creates the node's directory and starts the process, without waiting.
     fn spawn(binary: PathBuf, name: String, cluster: Option<u16>, routes: Vec<String>) -> Result<Self, Error> {
+        Self::spawn_advertising(binary, name, cluster, routes, None)
+    }
+
+    fn spawn_advertising(
+        binary: PathBuf,
+        name: String,
+        cluster: Option<u16>,
+        routes: Vec<String>,
+        advertise: Option<String>,
+    ) -> Result<Self, Error> {
         let dir = create_unique_dir(&name)?;
         let mut server = Self {
             binary,
@@ -321,6 +333,7 @@ impl NatsServer {
             dir,
             routes,
             cluster,
+            advertise,
             child: None,
             frozen: false,
             ports: Ports::default(),
@@ -360,6 +373,9 @@ impl NatsServer {
                 .arg(format!("nats://{HOST}:{port}"))
                 .arg("--routes")
                 .arg(self.routes.join(","));
+            if let Some(advertise) = &self.advertise {
+                command.arg("--cluster_advertise").arg(advertise);
+            }
         }
         // Anything printed before the log file is open (a config error) lands here.
         let stderr = OpenOptions::new()
@@ -804,6 +820,9 @@ fn read_ports_file(path: &Path) -> Result<Option<Ports>, String> {
 #[derive(Debug)]
 pub struct NatsCluster {
     nodes: Vec<NatsServer>,
+    /// With [`NatsCluster::start_cuttable`]: the proxy each route from
+    /// node `.0` to node `.1` goes through.
+    links: Vec<(usize, usize, proxy::Proxy)>,
 }
 
 /// How many times a start is tried again when a picked cluster port was
@@ -828,6 +847,101 @@ impl NatsCluster {
         }
     }
 
+    /// Like [`start`](Self::start), but every route between two nodes goes
+    /// through a [`proxy::Proxy`], so [`cut`](Self::cut) can partition a
+    /// node from the others and [`heal`](Self::heal) can end it. A node's
+    /// route to itself stays direct.
+    pub fn start_cuttable(size: usize) -> Result<Self, Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_start_cuttable(size) {
+                Err(e) if e.port_taken && attempt < START_ATTEMPTS => continue,
+                result => return result,
+            }
+        }
+    }
+
+    fn try_start_cuttable(size: usize) -> Result<Self, Error> {
+        if size < 2 {
+            return Err(Error::new("a cuttable cluster needs at least two nodes"));
+        }
+        let binary = nats_server_binary()?;
+        let tag = unique_tag();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let ports = pick_ports(size)?;
+        let mut links = Vec::new();
+        let mut nodes = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let mut routes = Vec::new();
+            for (j, target) in ports.iter().enumerate() {
+                if i == j {
+                    routes.push(format!("nats://{HOST}:{target}"));
+                    continue;
+                }
+                let link = proxy::Proxy::start(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, *target)))
+                    .map_err(|e| Error::new(format!("cannot start a route proxy: {e}")))?;
+                routes.push(format!("nats://{}", link.addr()));
+                links.push((i, j, link));
+            }
+            // Servers gossip their route URL and dial the ones they learn
+            // of directly, around the proxies: the URL they gossip refuses
+            // connections, so every route is one of the proxied ones.
+            nodes.push(NatsServer::spawn_advertising(
+                binary.clone(),
+                format!("nats-{tag}-node-{}", i + 1),
+                Some(*port),
+                routes,
+                Some(format!("{HOST}:1")),
+            )?);
+        }
+        for node in &mut nodes {
+            node.wait_ready(deadline)?;
+        }
+        let cluster = Self { nodes, links };
+        cluster.wait_for_mesh(deadline)?;
+        cluster.wait_for_jetstream(deadline)?;
+        Ok(cluster)
+    }
+
+    /// Cuts every route of node `i` (a partition of `i` against the rest):
+    /// its route connections are shut down and new ones refused. Only for a
+    /// cluster from [`start_cuttable`](Self::start_cuttable).
+    pub fn cut(&self, i: usize) -> Result<(), Error> {
+        if self.links.is_empty() {
+            return Err(Error::new("this cluster was not started with start_cuttable"));
+        }
+        for (from, to, link) in &self.links {
+            if *from == i || *to == i {
+                link.cut();
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends [`cut`](Self::cut): the servers' route retries get through again.
+    pub fn heal(&self, i: usize) -> Result<(), Error> {
+        for (from, to, link) in &self.links {
+            if *from == i || *to == i {
+                link.heal();
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls until no node of the cluster shows a route to node `i`, and
+    /// `i` shows none.
+    pub fn wait_for_cut(&self, i: usize, deadline: Instant) -> Result<(), Error> {
+        let cut = wait_until(deadline, || {
+            self.route_counts().iter().enumerate().all(|(j, c)| match c {
+                Some(count) if j == i => *count == 0,
+                Some(count) => *count == (self.size() as u64).saturating_sub(2),
+                None => true,
+            })
+        });
+        if cut { Ok(()) } else { Err(Error::new(format!("routes not cut by the deadline: {:?}", self.route_counts()))) }
+    }
+
     fn try_start(size: usize) -> Result<Self, Error> {
         let binary = nats_server_binary()?;
         let tag = unique_tag();
@@ -836,7 +950,7 @@ impl NatsCluster {
             let mut node = NatsServer::spawn(binary, format!("nats-{tag}-node-1"), None, Vec::new())?;
             node.wait_ready(deadline)?;
             node.wait_for_jetstream(deadline)?;
-            return Ok(Self { nodes: vec![node] });
+            return Ok(Self { nodes: vec![node], links: Vec::new() });
         }
         let ports = pick_ports(size)?;
         let routes: Vec<String> = ports.iter().map(|port| format!("nats://{HOST}:{port}")).collect();
@@ -852,7 +966,7 @@ impl NatsCluster {
         for node in &mut nodes {
             node.wait_ready(deadline)?;
         }
-        let cluster = Self { nodes };
+        let cluster = Self { nodes, links: Vec::new() };
         cluster.wait_for_mesh(deadline)?;
         cluster.wait_for_jetstream(deadline)?;
         Ok(cluster)
@@ -968,4 +1082,140 @@ fn pick_ports(count: usize) -> Result<Vec<u16>, Error> {
         .map(|listener| listener.local_addr().map(|addr| addr.port()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::new(format!("no local address: {e}")))
+}
+
+/// A TCP proxy that can be cut and healed: the route between two
+/// nats-servers goes through one, so a test can partition a server from the
+/// others without touching the processes. Cutting shuts down every
+/// connection through the proxy and refuses new ones (accepted, then closed
+/// at once, as a dropped link looks to the dialler); healing lets new ones
+/// through again, and the servers' own route retries reconnect.
+pub mod proxy {
+
+    use std::io::{self, Read, Write};
+    use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::thread;
+
+    /// One listening proxy forwarding to `target`. Dropping it cuts it and
+    /// stops accepting.
+    #[derive(Debug)]
+    pub struct Proxy {
+        addr: SocketAddr,
+        shared: Arc<Shared>,
+    }
+
+    #[derive(Debug, Default)]
+    struct Shared {
+        cut: AtomicBool,
+        stopped: AtomicBool,
+        /// Both ends of every connection open through the proxy.
+        open: Mutex<Vec<TcpStream>>,
+    }
+
+    impl Shared {
+        fn shut_all(&self) {
+            let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for stream in open.drain(..) {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    impl Proxy {
+        /// Listens on a loopback port chosen by the kernel and forwards every
+        /// connection to `target`.
+        pub fn start(target: SocketAddr) -> io::Result<Self> {
+            let listener = TcpListener::bind(("127.0.0.1", 0))?;
+            let addr = listener.local_addr()?;
+            let shared = Arc::new(Shared::default());
+            let accepting = shared.clone();
+            thread::Builder::new().name(format!("proxy-{addr}")).spawn(move || accept(listener, target, accepting))?;
+            Ok(Self { addr, shared })
+        }
+
+        /// Where clients connect.
+        pub fn addr(&self) -> SocketAddr {
+            self.addr
+        }
+
+        /// Shuts down every connection through the proxy and refuses new ones.
+        pub fn cut(&self) {
+            self.shared.cut.store(true, Ordering::SeqCst);
+            self.shared.shut_all();
+        }
+
+        /// Lets new connections through again.
+        pub fn heal(&self) {
+            self.shared.cut.store(false, Ordering::SeqCst);
+        }
+
+        /// Whether the proxy is cut.
+        pub fn is_cut(&self) -> bool {
+            self.shared.cut.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            self.shared.stopped.store(true, Ordering::SeqCst);
+            self.cut();
+            // Wakes the accept loop so it sees `stopped`.
+            let _ = TcpStream::connect(self.addr);
+        }
+    }
+
+    fn accept(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>) {
+        for incoming in listener.incoming() {
+            if shared.stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(client) = incoming else { continue };
+            if shared.cut.load(Ordering::SeqCst) {
+                let _ = client.shutdown(Shutdown::Both);
+                continue;
+            }
+            let Ok(server) = TcpStream::connect(target) else {
+                let _ = client.shutdown(Shutdown::Both);
+                continue;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let (Ok(client2), Ok(server2), Ok(client3), Ok(server3)) =
+                (client.try_clone(), server.try_clone(), client.try_clone(), server.try_clone())
+            else {
+                continue;
+            };
+            {
+                let mut open = shared.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                open.push(client3);
+                open.push(server3);
+            }
+            // A cut between the check above and the registration must not let
+            // this connection live.
+            if shared.cut.load(Ordering::SeqCst) {
+                shared.shut_all();
+                continue;
+            }
+            let _ = thread::Builder::new().name("proxy-up".into()).spawn(move || pipe(client, server));
+            let _ = thread::Builder::new().name("proxy-down".into()).spawn(move || pipe(server2, client2));
+        }
+    }
+
+    fn pipe(mut from: TcpStream, mut to: TcpStream) {
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+        let _ = from.shutdown(Shutdown::Both);
+    }
 }
